@@ -1,0 +1,97 @@
+"""Handlers of the /rooms operations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connexion import NoContent, request
+from injector import Inject
+
+from providers.errors import FieldError, InvalidInput
+from providers.rooms import Cursor, GeoCircle, RoomQuery, RoomsProvider, writable_fields
+from web.contract import ContractRules
+from web.http import entity_tag, json_response, merge_patch, next_page_link, require_match
+
+
+def search_rooms(
+    rooms: Inject[RoomsProvider],
+    city: str | None = None,
+    country: str | None = None,
+    provider: str | None = None,
+    min_price: int | None = None,
+    max_price: int | None = None,
+    visible: bool | None = None,
+    near: str | None = None,
+    radius_km: float | None = None,
+    sort: str = "created_at",
+    limit: int = 20,
+    cursor: str | None = None,
+):
+    """Return one page of the rooms matching the filters."""
+    query = RoomQuery(
+        city=city,
+        country=country,
+        provider=provider,
+        min_price=min_price,
+        max_price=max_price,
+        visible=visible,
+        near=_geo_circle(near, radius_km),
+        sort=sort,
+        limit=limit,
+        after=Cursor.decode(cursor, sort) if cursor else None,
+    )
+    page = rooms.search(query)
+    headers = {}
+    if page.next_cursor:
+        headers["Link"] = next_page_link(request.url.path, dict(request.query_params), page.next_cursor)
+    return json_response({"data": page.rooms, "next_cursor": page.next_cursor}, 200, headers)
+
+
+def create_room(body: dict[str, Any], rooms: Inject[RoomsProvider]):
+    """Store a new room."""
+    stored = rooms.create(body)
+    location = f"{request.url.path.rstrip('/')}/{stored.room['id']}"
+    return json_response(stored.room, 201, {"Location": location, "ETag": entity_tag(stored.version)})
+
+
+def get_room(room_id: str, rooms: Inject[RoomsProvider]):
+    """Return one room."""
+    stored = rooms.get(room_id)
+    return json_response(stored.room, 200, {"ETag": entity_tag(stored.version)})
+
+
+def update_room(room_id: str, body: dict[str, Any], rooms: Inject[RoomsProvider], rules: Inject[ContractRules]):
+    """Apply a JSON merge patch to a room; the result must be a valid new room."""
+    current = rooms.get(room_id, for_update=True)
+    require_match(request.headers.get("If-Match"), current.version)
+    merged = merge_patch(writable_fields(current.room), body)
+    rules.check("NewRoom", merged, what="patched room")
+    stored = rooms.replace(room_id, merged)
+    return json_response(stored.room, 200, {"ETag": entity_tag(stored.version)})
+
+
+def delete_room(room_id: str, rooms: Inject[RoomsProvider]):
+    """Delete a room."""
+    if_match = request.headers.get("If-Match")
+    if if_match is not None:
+        require_match(if_match, rooms.get(room_id, for_update=True).version)
+    rooms.delete(room_id)
+    return NoContent, 204
+
+
+def _geo_circle(near: str | None, radius_km: float | None) -> GeoCircle | None:
+    if near is None and radius_km is None:
+        return None
+    if near is None or radius_km is None:
+        missing = "near" if near is None else "radius_km"
+        message = "near and radius_km go together"
+        raise InvalidInput(f"{message}: {missing} is missing.", [FieldError(f"query.{missing}", message)])
+    lat, lon = (float(part) for part in near.split(","))
+    errors = []
+    if not -90 <= lat <= 90:
+        errors.append(FieldError("query.near", f"latitude {lat} is outside -90..90"))
+    if not -180 <= lon <= 180:
+        errors.append(FieldError("query.near", f"longitude {lon} is outside -180..180"))
+    if errors:
+        raise InvalidInput("; ".join(e.message for e in errors), errors)
+    return GeoCircle(lat, lon, radius_km)

@@ -1,0 +1,84 @@
+"""The app factory. `create_app(settings)` builds a Connexion app; `app` is built on first access for ASGI servers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import orjson
+from connexion import FlaskApp
+from connexion.jsonifier import Jsonifier
+from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
+from flask_injector import FlaskInjector
+from injector import Module
+
+from composition import build_injector
+from settings import Settings
+from web.contract import load_spec
+from web.injection import InjectingResolver
+from web.middleware import BodySizeLimit, RootDocsAliases
+from web.problems import register_problem_handlers
+from web.security import api_key_security_map
+from web.transactions import install_transaction_boundary
+from web.validation import validator_map
+
+BASE_PATH = "/v1"
+
+
+class _OrjsonModule:
+    """The json-module interface Connexion's Jsonifier expects, backed by orjson."""
+
+    @staticmethod
+    def dumps(data, **_options) -> str:
+        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
+
+    @staticmethod
+    def loads(data):
+        return orjson.loads(data)
+
+
+def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = ()) -> FlaskApp:
+    """Build the service: spec-driven routing and validation, injected handlers, one transaction per request."""
+    settings = settings or Settings.from_env()
+    spec = load_spec()
+    injector = build_injector(settings, spec, overrides=modules)
+
+    app = FlaskApp(
+        __name__,
+        jsonifier=Jsonifier(_OrjsonModule),
+        validator_map=validator_map(),
+        security_map=api_key_security_map(settings.api_keys),
+    )
+    app.add_api(
+        spec,
+        base_path=BASE_PATH,
+        resolver=InjectingResolver(injector),
+        strict_validation=True,
+        validate_responses=settings.validate_responses,
+        swagger_ui_options=SwaggerUIOptions(swagger_ui_config={"persistAuthorization": True}),
+    )
+    app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RootDocsAliases, position=MiddlewarePosition.BEFORE_SWAGGER, base_path=BASE_PATH)
+    register_problem_handlers(app, spec, BASE_PATH)
+    install_transaction_boundary(app.app)
+    # Gives the request scope (one session per request) to everything resolved through `injector`.
+    FlaskInjector(app=app.app, injector=injector)
+    app.app.extensions["injector"] = injector
+    return app
+
+
+def dispose_app(app: FlaskApp) -> None:
+    """Close the app's database connections (tests and embedding code call this on shutdown)."""
+    from sqlalchemy import Engine
+
+    app.app.extensions["injector"].get(Engine).dispose()
+
+
+def __getattr__(name: str):
+    # PEP 562: `uvicorn app:app` gets an app built from the environment, while importing this
+    # module (tests, tools) builds nothing.
+    if name == "app":
+        built = create_app()
+        globals()["app"] = built
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

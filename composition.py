@@ -1,0 +1,76 @@
+"""The composition root: which implementation serves each interface, decided in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from flask_injector import request
+from injector import Binder, Injector, Module, provider, singleton
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from providers.database import make_engine
+from providers.memory_rooms import InMemoryRoomsProvider
+from providers.rooms import RoomsProvider
+from providers.sql_rooms import SqlRoomsProvider
+from settings import Settings
+from web.contract import ContractRules
+from web.transactions import attach_session
+
+
+class ConfigModule(Module):
+    """Binds the settings and the loaded contract."""
+
+    def __init__(self, settings: Settings, spec: dict[str, Any]) -> None:
+        self._settings = settings
+        self._spec = spec
+
+    def configure(self, binder: Binder) -> None:
+        binder.bind(Settings, to=self._settings)
+        binder.bind(ContractRules, to=ContractRules(self._spec), scope=singleton)
+
+
+class DatabaseModule(Module):
+    """One engine per process, one session per request (ended by web.transactions)."""
+
+    @singleton
+    @provider
+    def engine(self, settings: Settings) -> Engine:
+        return make_engine(
+            settings.database_url, pool_size=settings.pool_size, pool_recycle=settings.pool_recycle_seconds
+        )
+
+    @singleton
+    @provider
+    def session_factory(self, engine: Engine) -> sessionmaker:
+        return sessionmaker(engine, expire_on_commit=False)
+
+    @request
+    @provider
+    def session(self, factory: sessionmaker) -> Session:
+        return attach_session(factory())
+
+
+class SqlProvidersModule(Module):
+    """The real providers, on the request's session."""
+
+    @request
+    @provider
+    def rooms(self, session: Session) -> RoomsProvider:
+        return SqlRoomsProvider(session)
+
+
+class InMemoryProvidersModule(Module):
+    """In-memory providers for unit tests; list it after the defaults to override them."""
+
+    def __init__(self) -> None:
+        self.rooms = InMemoryRoomsProvider()
+
+    def configure(self, binder: Binder) -> None:
+        binder.bind(RoomsProvider, to=self.rooms)
+
+
+def build_injector(settings: Settings, spec: dict[str, Any], overrides: Iterable[Module] = ()) -> Injector:
+    """Return the injector for one app; modules in `overrides` replace earlier bindings."""
+    return Injector([ConfigModule(settings, spec), DatabaseModule(), SqlProvidersModule(), *overrides])

@@ -1,0 +1,68 @@
+"""Domain errors raised by providers and handlers; the web layer maps each to one HTTP problem."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class DomainError(Exception):
+    """Base of every error a client can cause."""
+
+    status = 400
+    title = "Bad Request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def extensions(self) -> dict:
+        """Return extra problem members for this error."""
+        return {}
+
+
+class NotFound(DomainError):
+    """The addressed resource does not exist."""
+
+    status = 404
+    title = "Not Found"
+
+
+class Conflict(DomainError):
+    """The change would violate a uniqueness rule; names the resource it collides with."""
+
+    status = 409
+    title = "Conflict"
+
+    def __init__(self, detail: str, conflicting_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.conflicting_id = conflicting_id
+
+    def extensions(self) -> dict:
+        return {"conflicting_id": self.conflicting_id} if self.conflicting_id else {}
+
+
+class PreconditionFailed(DomainError):
+    """An If-Match precondition does not hold."""
+
+    status = 412
+    title = "Precondition Failed"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One failing field: a JSON path into the checked document and what is wrong there."""
+
+    path: str
+    message: str
+
+
+class InvalidInput(DomainError):
+    """Input that breaks the contract; lists every failing field."""
+
+    def __init__(self, detail: str, errors: Sequence[FieldError] = ()) -> None:
+        super().__init__(detail)
+        self.errors = list(errors)
+
+    def extensions(self) -> dict:
+        return {"errors": [{"path": e.path, "message": e.message} for e in self.errors]} if self.errors else {}

@@ -1,0 +1,255 @@
+"""SQLAlchemy RoomsProvider: rooms in one table, on PostgreSQL or SQLite."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    delete,
+    func,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from providers.database import Base
+from providers.errors import Conflict, NotFound
+from providers.rooms import (
+    SORT_ORDERS,
+    Room,
+    RoomPage,
+    RoomQuery,
+    RoomsProvider,
+    StoredRoom,
+    page_from,
+)
+
+
+class RoomRow(Base):
+    """One stored room; `area` and `coordinates` are flattened into columns so they can be searched."""
+
+    __tablename__ = "rooms"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    price: Mapped[int] = mapped_column(BigInteger)
+    recurrency: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str] = mapped_column(String(100))
+    url: Mapped[str] = mapped_column(String(2048))
+    monthly_price: Mapped[int] = mapped_column(BigInteger)
+    property_size: Mapped[str] = mapped_column(String(100))
+    lat: Mapped[float] = mapped_column(Double)
+    lon: Mapped[float] = mapped_column(Double)
+    area_name: Mapped[str | None] = mapped_column(String(200))
+    area_country: Mapped[str | None] = mapped_column(String(100))
+    area_city: Mapped[str | None] = mapped_column(String(100))
+    area_lat: Mapped[float | None] = mapped_column(Double)
+    area_lon: Mapped[float | None] = mapped_column(Double)
+    is_visible: Mapped[bool] = mapped_column(Boolean)
+    images: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("url", name="uq_rooms_url"),
+        Index("ix_rooms_created_at_id", "created_at", "id"),
+        Index("ix_rooms_price_id", "price", "id"),
+        Index("ix_rooms_area_city", "area_city"),
+        Index("ix_rooms_area_country", "area_country"),
+        Index("ix_rooms_provider", "provider"),
+        Index("ix_rooms_lat", "lat"),
+    )
+
+
+COLUMNS = tuple(RoomRow.__table__.columns)
+
+
+def columns_from_room(room: Room) -> dict[str, Any]:
+    """Flatten a room's writable fields into column values (defaults applied)."""
+    area = room.get("area")
+    area_point = (area or {}).get("coordinates") or {}
+    return {
+        "name": room["name"],
+        "description": room["description"],
+        "price": room["price"],
+        "recurrency": room["recurrency"],
+        "provider": room["provider"],
+        "url": room["url"],
+        "monthly_price": room["monthly_price"],
+        "property_size": room["property_size"],
+        "lat": float(room["coordinates"]["lat"]),
+        "lon": float(room["coordinates"]["lon"]),
+        "area_name": area["name"] if area else None,
+        "area_country": area["country"] if area else None,
+        "area_city": area["city"] if area else None,
+        "area_lat": float(area_point["lat"]) if area_point else None,
+        "area_lon": float(area_point["lon"]) if area_point else None,
+        "is_visible": room.get("is_visible", True),
+        "images": [{"url": image["url"]} for image in room.get("images", [])],
+    }
+
+
+def room_from_row(row: Any) -> Room:
+    """Rebuild the API shape of a room from a row (ORM object or Core row)."""
+    room: Room = {
+        "id": str(row.id),
+        "name": row.name,
+        "description": row.description,
+        "price": row.price,
+        "recurrency": row.recurrency,
+        "provider": row.provider,
+        "url": row.url,
+        "monthly_price": row.monthly_price,
+        "property_size": row.property_size,
+        "coordinates": {"lat": float(row.lat), "lon": float(row.lon)},
+        "is_visible": row.is_visible,
+        "images": list(row.images or []),
+        "created_at": _utc(row.created_at),
+        "updated_at": _utc(row.updated_at),
+    }
+    if row.area_name is not None:
+        area: dict[str, Any] = {"name": row.area_name, "country": row.area_country, "city": row.area_city}
+        if row.area_lat is not None:
+            area["coordinates"] = {"lat": float(row.area_lat), "lon": float(row.area_lon)}
+        room["area"] = area
+    return room
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything is stored in UTC.
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _room_uuid(room_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(room_id)
+    except ValueError:
+        raise NotFound(f"Room {room_id} does not exist.") from None
+
+
+class SqlRoomsProvider(RoomsProvider):
+    """Rooms stored through the request's SQLAlchemy session; the caller owns the transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def create(self, new_room: Room) -> StoredRoom:
+        now = datetime.now(timezone.utc)
+        values = columns_from_room(new_room) | {
+            "id": uuid.uuid4(),
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        # ON CONFLICT DO NOTHING waits for a concurrent insert of the same url to finish
+        # and then yields no row, so a race ends as one 201 and 409s, never as an error.
+        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        statement = insert(RoomRow).values(values).on_conflict_do_nothing(index_elements=["url"]).returning(*COLUMNS)
+        row = self._session.execute(statement).one_or_none()
+        if row is None:
+            raise self._url_conflict(new_room["url"])
+        return StoredRoom(room_from_row(row), row.version)
+
+    def get(self, room_id: str, *, for_update: bool = False) -> StoredRoom:
+        statement = select(*COLUMNS).where(RoomRow.id == _room_uuid(room_id))
+        if for_update:
+            statement = statement.with_for_update()
+        row = self._session.execute(statement).one_or_none()
+        if row is None:
+            raise NotFound(f"Room {room_id} does not exist.")
+        return StoredRoom(room_from_row(row), row.version)
+
+    def replace(self, room_id: str, room: Room) -> StoredRoom:
+        statement = (
+            update(RoomRow)
+            .where(RoomRow.id == _room_uuid(room_id))
+            .values(columns_from_room(room) | {"version": RoomRow.version + 1, "updated_at": datetime.now(timezone.utc)})
+            .returning(*COLUMNS)
+        )
+        try:
+            with self._session.begin_nested():
+                row = self._session.execute(statement).one_or_none()
+        except IntegrityError:
+            raise self._url_conflict(room["url"]) from None
+        if row is None:
+            raise NotFound(f"Room {room_id} does not exist.")
+        return StoredRoom(room_from_row(row), row.version)
+
+    def delete(self, room_id: str) -> None:
+        result = self._session.execute(delete(RoomRow).where(RoomRow.id == _room_uuid(room_id)))
+        if result.rowcount == 0:
+            raise NotFound(f"Room {room_id} does not exist.")
+
+    def search(self, query: RoomQuery) -> RoomPage:
+        field, descending = SORT_ORDERS[query.sort]
+        sort_column = getattr(RoomRow, field)
+        statement = select(*COLUMNS).where(*self._filters(query))
+        if query.after is not None:
+            position = tuple_(sort_column, RoomRow.id)
+            after = tuple_(query.after.value, uuid.UUID(query.after.room_id))
+            statement = statement.where(position < after if descending else position > after)
+        order = (sort_column.desc(), RoomRow.id.desc()) if descending else (sort_column.asc(), RoomRow.id.asc())
+        statement = statement.order_by(*order).limit(query.limit + 1)
+        rows = self._session.execute(statement).all()
+        return page_from([room_from_row(row) for row in rows], query)
+
+    @staticmethod
+    def _filters(query: RoomQuery) -> list[Any]:
+        filters: list[Any] = []
+        if query.city is not None:
+            filters.append(RoomRow.area_city == query.city)
+        if query.country is not None:
+            filters.append(RoomRow.area_country == query.country)
+        if query.provider is not None:
+            filters.append(RoomRow.provider == query.provider)
+        if query.min_price is not None:
+            filters.append(RoomRow.price >= query.min_price)
+        if query.max_price is not None:
+            filters.append(RoomRow.price <= query.max_price)
+        if query.visible is not None:
+            filters.append(RoomRow.is_visible.is_(query.visible))
+        circle = query.near
+        if circle is not None and (bound := circle.haversine_bound()) is not None:
+            low_lat, high_lat = circle.latitude_band()
+            filters.append(RoomRow.lat.between(low_lat, high_lat))
+            if (band := circle.longitude_band()) is not None:
+                filters.append(RoomRow.lon.between(*band))
+            filters.append(_haversine_term(circle.lat, circle.lon) <= bound)
+        return filters
+
+    def _url_conflict(self, url: str) -> Conflict:
+        existing = self._session.scalar(select(RoomRow.id).where(RoomRow.url == url))
+        owner = str(existing) if existing is not None else None
+        return Conflict(f"Room {owner} already has the url {url}.", owner)
+
+    @property
+    def _dialect(self) -> str:
+        return self._session.get_bind().dialect.name
+
+
+def _haversine_term(lat: float, lon: float) -> Any:
+    """SQL for the haversine of the central angle between each room and (lat, lon)."""
+    phi = func.radians(RoomRow.lat)
+    half_dphi = (phi - func.radians(lat)) / 2
+    half_dlambda = (func.radians(RoomRow.lon) - func.radians(lon)) / 2
+    sin_dphi, sin_dlambda = func.sin(half_dphi), func.sin(half_dlambda)
+    return sin_dphi * sin_dphi + func.cos(func.radians(lat)) * func.cos(phi) * sin_dlambda * sin_dlambda
+

@@ -1,0 +1,83 @@
+"""Typed configuration, read once from the environment and passed to the app factory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "rooms.sqlite3"
+
+
+class ConfigurationError(ValueError):
+    """Raised when an environment variable holds a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs to know about its deployment."""
+
+    database_url: str = f"sqlite:///{DEFAULT_SQLITE_PATH}"
+    pool_size: int = 10
+    pool_recycle_seconds: int = 300
+    address: str = "0.0.0.0"
+    port: int = 9090
+    api_keys: frozenset[str] = field(default_factory=frozenset)
+    max_body_bytes: int = 1024 * 1024
+    validate_responses: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Build settings from environment variables, falling back to the defaults."""
+        return cls(
+            database_url=database_url_from_env(environ),
+            pool_size=_int(environ, "APP_DB_CONNECTIONS", cls.pool_size, minimum=1),
+            pool_recycle_seconds=_int(environ, "APP_DB_STALE_TIMEOUT", cls.pool_recycle_seconds, minimum=1),
+            address=environ.get("APP_ADDRESS", cls.address),
+            port=_int(environ, "APP_PORT", cls.port, minimum=1),
+            api_keys=frozenset(k.strip() for k in environ.get("APP_API_KEYS", "").split(",") if k.strip()),
+            max_body_bytes=_int(environ, "APP_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
+            validate_responses=_bool(environ, "APP_VALIDATE_RESPONSES", cls.validate_responses),
+        )
+
+
+def database_url_from_env(environ: Mapping[str, str]) -> str:
+    """Return DATABASE_URL, else a PostgreSQL URL from the APP_DB_* variables, else the SQLite default."""
+    if environ.get("DATABASE_URL"):
+        return environ["DATABASE_URL"]
+    host = environ.get("APP_DB_HOST")
+    if not host:
+        return Settings.database_url
+    user = quote(environ.get("APP_DB_USER", "postgres"), safe="")
+    password = environ.get("APP_DB_PASSWORD")
+    credentials = f"{user}:{quote(password, safe='')}" if password else user
+    port = _int(environ, "APP_DB_PORT", 5432, minimum=1)
+    database = quote(environ.get("APP_DB_DATABASE", "rooms"), safe="")
+    return f"postgresql+psycopg2://{credentials}@{host}:{port}/{database}"
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")

@@ -1,0 +1,30 @@
+"""Builders of valid request documents for the tests."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+_serial = itertools.count(1)
+
+
+def new_room(**overrides: Any) -> dict[str, Any]:
+    """Return a valid NewRoom body with a unique url; keyword arguments replace fields."""
+    n = next(_serial)
+    room: dict[str, Any] = {
+        "name": f"Room {n}",
+        "description": "Bright room in a shared flat.",
+        "price": 500,
+        "recurrency": "monthly",
+        "provider": "wg-gesucht",
+        "url": f"https://example.com/listings/{n}",
+        "monthly_price": 500,
+        "property_size": "14 m²",
+        "coordinates": {"lat": 52.52, "lon": 13.405},
+        "area": {"name": "Mitte", "country": "Germany", "city": "Berlin"},
+    }
+    room.update(overrides)
+    return room
+
+
+MERGE_PATCH = "application/merge-patch+json"

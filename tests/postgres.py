@@ -1,0 +1,112 @@
+"""A throwaway PostgreSQL cluster for the test suite, started from the machine's binaries."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+UNPRIVILEGED_USER = "nobody"
+
+
+def find_bin_dir() -> Path:
+    """Return the folder holding initdb/postgres: $PG_BIN, pg_config --bindir, or the newest Debian install."""
+    candidates: list[str] = []
+    if os.environ.get("PG_BIN"):
+        candidates.append(os.environ["PG_BIN"])
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=False).stdout.strip()
+        if out:
+            candidates.append(out)
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True)
+    for candidate in candidates:
+        if (Path(candidate) / "initdb").exists() and (Path(candidate) / "postgres").exists():
+            return Path(candidate)
+    raise RuntimeError(
+        "PostgreSQL server binaries (initdb, postgres) were not found; `make test` installs them with "
+        "apt-get (package postgresql) when run as root, or set PG_BIN."
+    )
+
+
+def free_port() -> int:
+    """Return a TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThrowawayPostgres:
+    """initdb + postgres on loopback in a temporary folder; as `nobody` when running as root."""
+
+    def __init__(self) -> None:
+        self.bin_dir = find_bin_dir()
+        self.root = Path(tempfile.mkdtemp(prefix="rooms-pg-"))
+        self.data_dir = self.root / "data"
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        self._user = UNPRIVILEGED_USER if os.geteuid() == 0 else None
+
+    def _run_as(self) -> dict:
+        if self._user is None:
+            return {}
+        entry = pwd.getpwnam(self._user)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+    def start(self) -> str:
+        """Create and start the cluster; return a superuser URL to its `postgres` database."""
+        if self._user is not None:
+            entry = pwd.getpwnam(self._user)
+            os.chmod(self.root, 0o755)
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+        env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(self.root)}
+        subprocess.run(
+            [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
+             "-E", "UTF8", "--no-sync", "--locale=C.UTF-8"],
+            check=True, capture_output=True, env=env, cwd=self.root, **self._run_as(),
+        )
+        log = open(self.root / "postgres.log", "wb")
+        self.process = subprocess.Popen(
+            [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
+             "-k", str(self.root), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+             "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root, **self._run_as(),
+        )
+        self._wait_until_ready()
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _wait_until_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"postgres exited early:\n{(self.root / 'postgres.log').read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    pass
+                ready = subprocess.run(
+                    [str(self.bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"],
+                    capture_output=True, check=False,
+                )
+                if ready.returncode == 0:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"postgres did not become ready:\n{(self.root / 'postgres.log').read_text()}")
+
+    def stop(self) -> None:
+        """Stop the server and delete the cluster."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # fast shutdown: disconnects clients
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""HTTP plumbing between Connexion and the handlers: injection, transactions, errors, security."""

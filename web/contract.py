@@ -1,0 +1,37 @@
+"""The OpenAPI document as loaded once at start-up, and checks of documents against its schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from connexion.json_schema import ExtendedSafeLoader, resolve_refs
+
+from providers.errors import InvalidInput
+from web.validation import compiled_validator, field_errors
+
+SPEC_PATH = Path(__file__).resolve().parent.parent / "swagger" / "openapi.yaml"
+
+
+def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
+    """Read the OpenAPI document (YAML) into a dict."""
+    with path.open(encoding="utf-8") as handle:
+        return yaml.load(handle, ExtendedSafeLoader)
+
+
+class ContractRules:
+    """Validates documents against the spec's component schemas with the same rules as request bodies."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self._schemas = resolve_refs(spec)["components"]["schemas"]
+
+    def check(self, schema_name: str, document: Any, *, what: str) -> None:
+        """Raise InvalidInput listing every field of `document` that breaks `schema_name`."""
+        errors = field_errors(compiled_validator(self._schemas[schema_name]).iter_errors(document))
+        if errors:
+            noun = "error" if len(errors) == 1 else "errors"
+            raise InvalidInput(
+                f"{len(errors)} validation {noun} in the {what}: " + "; ".join(f"{e.path}: {e.message}" for e in errors),
+                errors,
+            )

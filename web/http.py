@@ -1,0 +1,52 @@
+"""Small HTTP helpers the handlers share: entity tags, preconditions, merge patches, links."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+from urllib.parse import urlencode
+
+from providers.errors import PreconditionFailed
+
+
+def entity_tag(version: int) -> str:
+    """Return the strong ETag of a resource version."""
+    return f'"{version}"'
+
+
+def require_match(if_match: str | None, version: int) -> None:
+    """Enforce an If-Match header (strong comparison) against the current version; absent means go ahead."""
+    if if_match is None:
+        return
+    current = entity_tag(version)
+    tags = [tag.strip() for tag in if_match.split(",")]
+    if "*" in tags or current in tags:
+        return
+    raise PreconditionFailed(f"The resource has changed: its ETag is now {current}.")
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """Apply an RFC 7396 JSON merge patch to `target` and return the result (inputs are not modified)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def next_page_link(path: str, query: dict[str, Any], cursor: str) -> str:
+    """Return an RFC 8288 `rel="next"` link to the same search with `cursor` set."""
+    params = {k: v for k, v in query.items() if k != "cursor"} | {"cursor": cursor}
+    return f'<{path}?{urlencode(params)}>; rel="next"'
+
+
+JSON = "application/json"
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> tuple[Any, int, dict[str, str]]:
+    """Return a handler result that Connexion serialises as application/json."""
+    return body, status, {"Content-Type": JSON, **(headers or {})}
