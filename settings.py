@@ -28,6 +28,7 @@ class Settings:
     api_keys: frozenset[str] = field(default_factory=frozenset)
     max_body_bytes: int = 1024 * 1024
     validate_responses: bool = False
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -41,6 +42,7 @@ class Settings:
             api_keys=frozenset(k.strip() for k in environ.get("APP_API_KEYS", "").split(",") if k.strip()),
             max_body_bytes=_int(environ, "APP_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
             validate_responses=_bool(environ, "APP_VALIDATE_RESPONSES", cls.validate_responses),
+            workers=_int(environ, "APP_WORKERS", os.cpu_count() or 1, minimum=1),
         )
 
 

@@ -9,7 +9,7 @@ _serial = itertools.count(1)
 
 
 def new_room(**overrides: Any) -> dict[str, Any]:
-    """Return a valid NewRoom body with a unique url; keyword arguments replace fields."""
+    """Return a valid NewRoom body with a unique url; keyword arguments replace fields, None leaves one out."""
     n = next(_serial)
     room: dict[str, Any] = {
         "name": f"Room {n}",
@@ -24,7 +24,7 @@ def new_room(**overrides: Any) -> dict[str, Any]:
         "area": {"name": "Mitte", "country": "Germany", "city": "Berlin"},
     }
     room.update(overrides)
-    return room
+    return {key: value for key, value in room.items() if value is not None}
 
 
 MERGE_PATCH = "application/merge-patch+json"

@@ -1,0 +1,41 @@
+# The two commands a newcomer needs: `make run` serves the service, `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEV_KEY := dev-key-change-me
+
+.PHONY: run test migrate system-deps check-spec clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+## run: serve on http://localhost:9090 (SQLite under var/ unless DATABASE_URL or APP_DB_HOST is set)
+run: $(VENV)/.runtime
+	@if [ -z "$$APP_API_KEYS" ]; then \
+	  echo "APP_API_KEYS is not set: writes accept the local development key '$(DEV_KEY)' (header X-API-Key)."; \
+	fi
+	APP_API_KEYS="$${APP_API_KEYS:-$(DEV_KEY)}" $(BIN)/python serve.py
+
+## test: every test, on SQLite and on a throwaway PostgreSQL cluster
+test: $(VENV)/.dev system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## migrate: apply the migrations to the configured database
+migrate: $(VENV)/.runtime
+	$(BIN)/python -c "from providers.database import migrate; from settings import Settings; migrate(Settings.from_env().database_url)"
+
+## system-deps: PostgreSQL server binaries for the tests (installed with apt-get when missing and root)
+system-deps:
+	@bash scripts/ensure-postgres.sh
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

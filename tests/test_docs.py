@@ -1,0 +1,43 @@
+"""Swagger UI and the spec are served offline, at the root and under /v1."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("prefix", ["", "/v1"])
+def test_swagger_ui_is_served_offline_with_its_assets(client, prefix):
+    page = client.get(f"{prefix}/ui/")
+    assert page.status_code == 200 and "swagger-ui" in page.text
+    assert "/v1/openapi.json" in page.text
+    assets = re.findall(r'(?:src|href)="\.?/?([^"#?]+\.(?:js|css))"', page.text)
+    assert assets and not any(a.startswith("http") for a in assets)
+    for asset in assets:
+        assert client.get(f"{prefix}/ui/{asset}").status_code == 200, asset
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("path", ["/openapi.json", "/v1/openapi.json"])
+def test_the_spec_is_served_as_json_with_its_server_url(client, path):
+    spec = client.get(path).json()
+    assert spec["openapi"].startswith("3.0") and spec["servers"] == [{"url": "/v1"}]
+    assert {"create_room", "get_room", "update_room", "delete_room", "search_rooms"} <= {
+        op["operationId"] for item in spec["paths"].values() for op in item.values() if isinstance(op, dict) and "operationId" in op
+    }
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_spec_is_served_as_yaml(client):
+    response = client.get("/openapi.yaml")
+    assert response.status_code == 200
+    assert yaml.safe_load(response.text)["paths"]["/rooms/{room_id}"]["get"]["operationId"] == "get_room"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_root_redirects_to_the_ui(client):
+    response = client.get("/", follow_redirects=False)
+    assert response.status_code in (302, 307) and response.headers["location"] == "/ui/"

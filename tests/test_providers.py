@@ -1,0 +1,112 @@
+"""The RoomsProvider contract, held by the in-memory fake and by the SQL provider on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from providers.database import make_engine
+from providers.errors import Conflict, InvalidInput, NotFound
+from providers.memory_rooms import InMemoryRoomsProvider
+from providers.rooms import Cursor, GeoCircle, RoomQuery, RoomsProvider
+from providers.sql_rooms import SqlRoomsProvider
+from tests.conftest import fresh_database
+from tests.factories import new_room
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def rooms(request: pytest.FixtureRequest, tmp_path) -> Iterator[RoomsProvider]:
+    """A provider of each kind; SQL ones work inside one session, as a request would."""
+    if request.param == "memory":
+        yield InMemoryRoomsProvider()
+        return
+    with fresh_database(request, request.param, tmp_path) as url:
+        engine = make_engine(url, pool_size=2)
+        with Session(engine) as session:
+            yield SqlRoomsProvider(session)
+            session.rollback()
+        engine.dispose()
+
+
+def test_create_then_get_round_trips(rooms):
+    stored = rooms.create(new_room(images=[{"url": "https://example.com/i.jpg"}]))
+    assert stored.version == 1
+    assert rooms.get(stored.room["id"]) == stored
+    assert stored.room["created_at"].tzinfo is not None
+
+
+def test_create_with_taken_url_raises_conflict_naming_the_owner(rooms):
+    first = rooms.create(new_room(url="https://example.com/x"))
+    with pytest.raises(Conflict) as caught:
+        rooms.create(new_room(url="https://example.com/x"))
+    assert caught.value.conflicting_id == first.room["id"]
+
+
+def test_replace_bumps_version_and_keeps_identity(rooms):
+    stored = rooms.create(new_room())
+    changed = dict(stored.room, price=1)
+    for key in ("id", "created_at", "updated_at"):
+        changed.pop(key)
+    updated = rooms.replace(stored.room["id"], changed)
+    assert updated.version == 2 and updated.room["price"] == 1
+    assert updated.room["id"] == stored.room["id"] and updated.room["created_at"] == stored.room["created_at"]
+
+
+def test_replace_into_a_taken_url_raises_conflict_and_keeps_the_room(rooms):
+    first = rooms.create(new_room())
+    second = rooms.create(new_room())
+    body = {k: v for k, v in second.room.items() if k not in ("id", "created_at", "updated_at")}
+    with pytest.raises(Conflict):
+        rooms.replace(second.room["id"], body | {"url": first.room["url"]})
+    assert rooms.get(second.room["id"]).room["url"] == second.room["url"]
+
+
+def test_missing_rooms_raise_not_found(rooms):
+    missing = str(uuid.uuid4())
+    with pytest.raises(NotFound):
+        rooms.get(missing)
+    with pytest.raises(NotFound):
+        rooms.delete(missing)
+    with pytest.raises(NotFound):
+        rooms.replace(missing, new_room())
+
+
+def test_delete_removes(rooms):
+    stored = rooms.create(new_room())
+    rooms.delete(stored.room["id"])
+    with pytest.raises(NotFound):
+        rooms.get(stored.room["id"])
+
+
+def test_search_filters_and_pages_identically_on_every_implementation(rooms):
+    for price in (300, 100, 200, 100, 300):
+        rooms.create(new_room(price=price))
+    rooms.create(new_room(price=150, coordinates={"lat": 48.137, "lon": 11.575}, area=None))
+    first = rooms.search(RoomQuery(sort="price", limit=2, max_price=250))
+    assert [r["price"] for r in first.rooms] == [100, 100] and first.next_cursor
+    second = rooms.search(RoomQuery(sort="price", limit=2, max_price=250, after=Cursor.decode(first.next_cursor, "price")))
+    assert [r["price"] for r in second.rooms] == [150, 200] and second.next_cursor is None
+    near_munich = rooms.search(RoomQuery(near=GeoCircle(48.14, 11.58, 5)))
+    assert [r["price"] for r in near_munich.rooms] == [150]
+    assert [r["price"] for r in rooms.search(RoomQuery(city="Berlin", min_price=250)).rooms] == [300, 300]
+
+
+def test_a_cursor_for_another_sort_is_invalid_input():
+    token = Cursor("price", 10, str(uuid.uuid4())).encode()
+    with pytest.raises(InvalidInput):
+        Cursor.decode(token, "created_at")
+
+
+def test_sql_provider_never_commits(database_url):
+    engine = make_engine(database_url, pool_size=2)
+    with Session(engine) as session:
+        SqlRoomsProvider(session).create(new_room())
+        session.rollback()
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM rooms")).scalar_one() == 0
+    engine.dispose()
+
