@@ -16,6 +16,7 @@ logger = logging.getLogger("serve")
 def main() -> int:
     """Read the settings, migrate the database and serve until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
     except ConfigurationError as error:
