@@ -11,8 +11,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from providers.database import make_engine
+from providers.items import ItemsProvider
+from providers.memory_items import InMemoryItemsProvider
+from providers.memory_questions import InMemoryQuestionsProvider
 from providers.memory_rooms import InMemoryRoomsProvider
+from providers.questions import QuestionsProvider
 from providers.rooms import RoomsProvider
+from providers.sql_items import SqlItemsProvider
+from providers.sql_questions import SqlQuestionsProvider
 from providers.sql_rooms import SqlRoomsProvider
 from settings import Settings
 from web.contract import ContractRules
@@ -60,15 +66,29 @@ class SqlProvidersModule(Module):
     def rooms(self, session: Session) -> RoomsProvider:
         return SqlRoomsProvider(session)
 
+    @request
+    @provider
+    def items(self, session: Session) -> ItemsProvider:
+        return SqlItemsProvider(session)
+
+    @request
+    @provider
+    def questions(self, session: Session) -> QuestionsProvider:
+        return SqlQuestionsProvider(session)
+
 
 class InMemoryProvidersModule(Module):
     """In-memory providers for unit tests; list it after the defaults to override them."""
 
     def __init__(self) -> None:
         self.rooms = InMemoryRoomsProvider()
+        self.items = InMemoryItemsProvider()
+        self.questions = InMemoryQuestionsProvider()
 
     def configure(self, binder: Binder) -> None:
         binder.bind(RoomsProvider, to=self.rooms)
+        binder.bind(ItemsProvider, to=self.items)
+        binder.bind(QuestionsProvider, to=self.questions)
 
 
 def build_injector(settings: Settings, spec: dict[str, Any], overrides: Iterable[Module] = ()) -> Injector:

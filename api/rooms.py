@@ -44,7 +44,7 @@ def search_rooms(
     headers = {}
     if page.next_cursor:
         headers["Link"] = next_page_link(request.url.path, dict(request.query_params), page.next_cursor)
-    return json_response({"data": page.rooms, "next_cursor": page.next_cursor}, 200, headers)
+    return json_response({"data": page.items, "next_cursor": page.next_cursor}, 200, headers)
 
 
 def create_room(body: dict[str, Any], rooms: Inject[RoomsProvider]):

@@ -1,7 +1,6 @@
 """Alembic environment: runs the migrations online against the service's database."""
 
 from alembic import context
-from sqlalchemy import pool
 
 from providers.database import Base, make_engine
 from settings import Settings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from providers.errors import Conflict, NotFound
 from providers.rooms import (
@@ -30,7 +30,7 @@ class InMemoryRoomsProvider(RoomsProvider):
     def create(self, new_room: Room) -> StoredRoom:
         with self._lock:
             self._ensure_url_free(new_room["url"], None)
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             room = _with_defaults(new_room) | {"id": str(uuid.uuid4()), "created_at": now, "updated_at": now}
             stored = StoredRoom(room, 1)
             self._rooms[room["id"]] = stored
@@ -48,7 +48,7 @@ class InMemoryRoomsProvider(RoomsProvider):
             self._ensure_url_free(room["url"], current.room["id"])
             keep = {k: current.room[k] for k in ("id", "created_at")}
             updated = StoredRoom(
-                _with_defaults(room) | keep | {"updated_at": datetime.now(timezone.utc)}, current.version + 1
+                _with_defaults(room) | keep | {"updated_at": datetime.now(UTC)}, current.version + 1
             )
             self._rooms[keep["id"]] = updated
             return _copy(updated)

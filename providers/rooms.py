@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import abc
-import base64
-import binascii
 import math
 import uuid
 from collections.abc import Mapping
@@ -12,9 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
-
-from providers.errors import FieldError, InvalidInput
+from providers.paging import Page, bad_cursor, decode_cursor, encode_cursor, page_of
 
 EARTH_RADIUS_KM = 6371.0088
 """Mean Earth radius (IUGG) used for great-circle distances."""
@@ -99,32 +95,27 @@ class Cursor:
     def encode(self) -> str:
         """Return the opaque, URL-safe form handed to clients."""
         value = self.value.isoformat() if isinstance(self.value, datetime) else self.value
-        raw = orjson.dumps({"s": self.sort, "v": value, "i": self.room_id})
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        return encode_cursor({"s": self.sort, "v": value, "i": self.room_id})
 
     @classmethod
     def decode(cls, token: str, sort: str) -> Cursor:
         """Parse a client's cursor for a search with this sort order, or raise InvalidInput."""
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            data = orjson.loads(raw)
-            cursor_sort, value, room_id = data["s"], data["v"], str(uuid.UUID(data["i"]))
-            field, _ = SORT_ORDERS[cursor_sort]
-            if field == "created_at":
-                value = datetime.fromisoformat(value)
-                if value.tzinfo is None:
-                    raise ValueError("naive timestamp")
-            elif not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError("price must be an integer")
-        except (binascii.Error, ValueError, KeyError, TypeError, AttributeError, orjson.JSONDecodeError):
-            raise _bad_cursor("The cursor is malformed; use the next_cursor of a previous page.") from None
-        if cursor_sort != sort:
-            raise _bad_cursor(f"The cursor belongs to sort={cursor_sort}, not sort={sort}.")
-        return cls(cursor_sort, value, room_id)
+        cursor = decode_cursor(token, cls._from_payload)
+        if cursor.sort != sort:
+            raise bad_cursor(f"The cursor belongs to sort={cursor.sort}, not sort={sort}.")
+        return cursor
 
-
-def _bad_cursor(message: str) -> InvalidInput:
-    return InvalidInput(message, [FieldError("query.cursor", message)])
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any]) -> Cursor:
+        sort, value, room_id = payload["s"], payload["v"], str(uuid.UUID(payload["i"]))
+        field, _ = SORT_ORDERS[sort]
+        if field == "created_at":
+            value = datetime.fromisoformat(value)
+            if value.tzinfo is None:
+                raise ValueError("naive timestamp")
+        elif not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError("price must be an integer")
+        return cls(sort, value, room_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,22 +134,13 @@ class RoomQuery:
     after: Cursor | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RoomPage:
-    """One page of a search and the cursor of the next one (None on the last page)."""
-
-    rooms: list[Room]
-    next_cursor: str | None
+RoomPage = Page[Room]
 
 
 def page_from(rows: list[Room], query: RoomQuery) -> RoomPage:
     """Cut `limit + 1` sorted rows into a page and the cursor after it."""
-    if len(rows) <= query.limit:
-        return RoomPage(rows, None)
-    page = rows[: query.limit]
-    last = page[-1]
     field, _ = SORT_ORDERS[query.sort]
-    return RoomPage(page, Cursor(query.sort, last[field], last["id"]).encode())
+    return page_of(rows, query.limit, lambda last: Cursor(query.sort, last[field], last["id"]).encode())
 
 
 def writable_fields(room: Mapping[str, Any]) -> Room:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -135,7 +135,7 @@ def room_from_row(row: Any) -> Room:
 
 def _utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything is stored in UTC.
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _room_uuid(room_id: str) -> uuid.UUID:
@@ -152,7 +152,7 @@ class SqlRoomsProvider(RoomsProvider):
         self._session = session
 
     def create(self, new_room: Room) -> StoredRoom:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         values = columns_from_room(new_room) | {
             "id": uuid.uuid4(),
             "version": 1,
@@ -181,7 +181,7 @@ class SqlRoomsProvider(RoomsProvider):
         statement = (
             update(RoomRow)
             .where(RoomRow.id == _room_uuid(room_id))
-            .values(columns_from_room(room) | {"version": RoomRow.version + 1, "updated_at": datetime.now(timezone.utc)})
+            .values(columns_from_room(room) | {"version": RoomRow.version + 1, "updated_at": datetime.now(UTC)})
             .returning(*COLUMNS)
         )
         try:

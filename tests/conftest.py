@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from contextlib import contextmanager
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from injector import Module, provider
 from flask_injector import request
+from injector import Module, provider
 
 from app import create_app, dispose_app
 from composition import InMemoryProvidersModule

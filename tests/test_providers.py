@@ -1,4 +1,4 @@
-"""The RoomsProvider contract, held by the in-memory fake and by the SQL provider on SQLite and PostgreSQL."""
+"""The provider contracts, held by the in-memory fake and by the SQL provider on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,8 +11,14 @@ from sqlalchemy.orm import Session
 
 from providers.database import make_engine
 from providers.errors import Conflict, InvalidInput, NotFound
+from providers.items import ItemQuery, StoredItem, decode_item_cursor
+from providers.memory_items import InMemoryItemsProvider
+from providers.memory_questions import InMemoryQuestionsProvider
 from providers.memory_rooms import InMemoryRoomsProvider
+from providers.questions import QuestionQuery
 from providers.rooms import Cursor, GeoCircle, RoomQuery, RoomsProvider
+from providers.sql_items import SqlItemsProvider
+from providers.sql_questions import SqlQuestionsProvider
 from providers.sql_rooms import SqlRoomsProvider
 from tests.conftest import fresh_database
 from tests.factories import new_room
@@ -87,12 +93,12 @@ def test_search_filters_and_pages_identically_on_every_implementation(rooms):
         rooms.create(new_room(price=price))
     rooms.create(new_room(price=150, coordinates={"lat": 48.137, "lon": 11.575}, area=None))
     first = rooms.search(RoomQuery(sort="price", limit=2, max_price=250))
-    assert [r["price"] for r in first.rooms] == [100, 100] and first.next_cursor
+    assert [r["price"] for r in first.items] == [100, 100] and first.next_cursor
     second = rooms.search(RoomQuery(sort="price", limit=2, max_price=250, after=Cursor.decode(first.next_cursor, "price")))
-    assert [r["price"] for r in second.rooms] == [150, 200] and second.next_cursor is None
+    assert [r["price"] for r in second.items] == [150, 200] and second.next_cursor is None
     near_munich = rooms.search(RoomQuery(near=GeoCircle(48.14, 11.58, 5)))
-    assert [r["price"] for r in near_munich.rooms] == [150]
-    assert [r["price"] for r in rooms.search(RoomQuery(city="Berlin", min_price=250)).rooms] == [300, 300]
+    assert [r["price"] for r in near_munich.items] == [150]
+    assert [r["price"] for r in rooms.search(RoomQuery(city="Berlin", min_price=250)).items] == [300, 300]
 
 
 def test_a_cursor_for_another_sort_is_invalid_input():
@@ -110,3 +116,49 @@ def test_sql_provider_never_commits(database_url):
         assert connection.execute(sa.text("SELECT count(*) FROM rooms")).scalar_one() == 0
     engine.dispose()
 
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def session_or_none(request: pytest.FixtureRequest, tmp_path) -> Iterator[Session | None]:
+    """None for the in-memory implementations, else a session on a fresh database of that backend."""
+    if request.param == "memory":
+        yield None
+        return
+    with fresh_database(request, request.param, tmp_path) as url:
+        engine = make_engine(url, pool_size=2)
+        with Session(engine) as session:
+            yield session
+            session.rollback()
+        engine.dispose()
+
+
+def test_items_providers_agree(session_or_none):
+    items = InMemoryItemsProvider() if session_or_none is None else SqlItemsProvider(session_or_none)
+    lamp, chair, big = (items.create({"name": n}) for n in ("Lamp", "Chair", "BIG LAMP"))
+    assert lamp.item["id"] < chair.item["id"] < big.item["id"] and lamp.version == 1
+    assert items.replace(chair.item["id"], {"name": "Stool"}) == StoredItem({"id": chair.item["id"], "name": "Stool"}, 2)
+    page = items.search(ItemQuery(name="lamp", limit=1))
+    assert [i["name"] for i in page.items] == ["Lamp"] and page.next_cursor
+    rest = items.search(ItemQuery(name="lamp", limit=1, after_id=decode_item_cursor(page.next_cursor)))
+    assert [i["name"] for i in rest.items] == ["BIG LAMP"] and rest.next_cursor is None
+    items.delete(lamp.item["id"])
+    for call in (lambda: items.get(lamp.item["id"]), lambda: items.delete(lamp.item["id"]),
+                 lambda: items.replace(lamp.item["id"], {"name": "x"})):
+        with pytest.raises(NotFound):
+            call()
+
+
+def test_questions_providers_agree(session_or_none):
+    questions = InMemoryQuestionsProvider() if session_or_none is None else SqlQuestionsProvider(session_or_none)
+    stored = questions.create({"question_code": "20", "category": "a", "message": "m", "extra": 1})
+    assert stored == {"question_code": "20", "category": "a", "message": "m"}
+    assert questions.get("20") == stored
+    with pytest.raises(Conflict):
+        questions.create({"question_code": "20", "category": "b", "message": "n"})
+    questions.create({"question_code": "100", "category": "a", "message": "m"})
+    questions.create({"question_code": "3", "category": "b", "message": "m"})
+    assert [q["question_code"] for q in questions.search(QuestionQuery()).items] == ["100", "20", "3"]
+    assert [q["question_code"] for q in questions.search(QuestionQuery(category="a", after_code="100")).items] == ["20"]
+    questions.delete("20")
+    with pytest.raises(NotFound):
+        questions.get("20")

@@ -40,9 +40,9 @@ def walk(client, query: str) -> list[dict]:
         assert f"cursor={page['next_cursor']}" in url
 
 
-def point_at_distance(lat: float, lon: float, km: float) -> tuple[float, float]:
-    """A point `km` due north of (lat, lon) on the service's sphere."""
-    return lat + math.degrees(km / EARTH_RADIUS_KM), lon
+def point_at_distance(lat: float, lon: float, km: float) -> dict[str, float]:
+    """Coordinates `km` due north of (lat, lon) on the service's sphere."""
+    return {"lat": lat + math.degrees(km / EARTH_RADIUS_KM), "lon": lon}
 
 
 @pytest.fixture
@@ -95,8 +95,8 @@ def test_rooms_come_sorted_by_the_requested_order(client, berlin_and_friends):
 
 def test_geographic_radius_keeps_rooms_just_inside_and_drops_just_outside(client, auth):
     centre = (52.52, 13.405)
-    inside = create(client, auth, coordinates=dict(zip(("lat", "lon"), point_at_distance(*centre, 9.95))))
-    outside = create(client, auth, coordinates=dict(zip(("lat", "lon"), point_at_distance(*centre, 10.05))))
+    inside = create(client, auth, coordinates=point_at_distance(*centre, 9.95))
+    outside = create(client, auth, coordinates=point_at_distance(*centre, 10.05))
     east = create(client, auth, coordinates={"lat": 52.52, "lon": 13.405 + 0.1})  # about 6.8 km east
     far = create(client, auth, coordinates={"lat": 48.137, "lon": 11.575})
     found = set(ids(client.get("/v1/rooms?near=52.52,13.405&radius_km=10")))

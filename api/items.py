@@ -1,0 +1,49 @@
+"""Handlers of the /items operations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connexion import NoContent, request
+from injector import Inject
+
+from providers.items import ItemQuery, ItemsProvider, decode_item_cursor
+from web.http import entity_tag, json_response, next_page_link, require_match
+
+
+def search_items(items: Inject[ItemsProvider], name: str | None = None, limit: int = 5, cursor: str | None = None):
+    """Return one page of the items whose name contains `name`."""
+    page = items.search(ItemQuery(name=name, limit=limit, after_id=decode_item_cursor(cursor) if cursor else None))
+    headers = {}
+    if page.next_cursor:
+        headers["Link"] = next_page_link(request.url.path, dict(request.query_params), page.next_cursor)
+    return json_response({"data": page.items, "next_cursor": page.next_cursor}, 200, headers)
+
+
+def create_item(body: dict[str, Any], items: Inject[ItemsProvider]):
+    """Store a new item."""
+    stored = items.create(body)
+    location = f"{request.url.path.rstrip('/')}/{stored.item['id']}"
+    return json_response(stored.item, 201, {"Location": location, "ETag": entity_tag(stored.version)})
+
+
+def get_item(item_id: int, items: Inject[ItemsProvider]):
+    """Return one item."""
+    stored = items.get(item_id)
+    return json_response(stored.item, 200, {"ETag": entity_tag(stored.version)})
+
+
+def replace_item(item_id: int, body: dict[str, Any], items: Inject[ItemsProvider]):
+    """Replace an item's writable fields."""
+    require_match(request.headers.get("If-Match"), items.get(item_id, for_update=True).version)
+    stored = items.replace(item_id, body)
+    return json_response(stored.item, 200, {"ETag": entity_tag(stored.version)})
+
+
+def delete_item(item_id: int, items: Inject[ItemsProvider]):
+    """Delete an item."""
+    if_match = request.headers.get("If-Match")
+    if if_match is not None:
+        require_match(if_match, items.get(item_id, for_update=True).version)
+    items.delete(item_id)
+    return NoContent, 204

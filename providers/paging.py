@@ -1,0 +1,54 @@
+"""Keyset pagination shared by every aggregate: opaque cursors and pages."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import orjson
+
+from providers.errors import FieldError, InvalidInput
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of results and the cursor of the next one (None on the last page)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(payload: dict[str, Any]) -> str:
+    """Return the opaque, URL-safe form of a cursor payload."""
+    return base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode()
+
+
+def decode_cursor(token: str, parse: Callable[[dict[str, Any]], T]) -> T:
+    """Decode a client's cursor and hand its payload to `parse`; anything malformed is InvalidInput."""
+    try:
+        payload = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if not isinstance(payload, dict):
+            raise ValueError("not an object")
+        return parse(payload)
+    except InvalidInput:
+        raise
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError, orjson.JSONDecodeError):
+        raise bad_cursor("The cursor is malformed; use the next_cursor of a previous page.") from None
+
+
+def bad_cursor(message: str) -> InvalidInput:
+    """Return the 400 error for a cursor that cannot be used."""
+    return InvalidInput(message, [FieldError("query.cursor", message)])
+
+
+def page_of(rows: list[T], limit: int, cursor_after: Callable[[T], str]) -> Page[T]:
+    """Cut `limit + 1` sorted rows into a page, with the cursor after its last row when more follow."""
+    if len(rows) <= limit:
+        return Page(rows, None)
+    page = rows[:limit]
+    return Page(page, cursor_after(page[-1]))

@@ -1,0 +1,76 @@
+"""SQLAlchemy ItemsProvider."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Integer, String, delete, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from providers.database import Base
+from providers.errors import NotFound
+from providers.items import Item, ItemQuery, ItemsProvider, StoredItem, item_page
+from providers.paging import Page
+
+# SQLite only auto-assigns keys to an INTEGER PRIMARY KEY; AUTOINCREMENT keeps deleted ids from coming back.
+ITEM_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class ItemRow(Base):
+    """One stored item."""
+
+    __tablename__ = "items"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(ITEM_ID, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+
+
+def _is_storable_id(item_id: int) -> bool:
+    return 0 < item_id <= 2**63 - 1
+
+
+class SqlItemsProvider(ItemsProvider):
+    """Items through the request's session; the caller owns the transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def create(self, new_item: Item) -> StoredItem:
+        row = ItemRow(name=new_item["name"], version=1)
+        self._session.add(row)
+        self._session.flush()
+        return StoredItem({"id": row.id, "name": row.name}, row.version)
+
+    def get(self, item_id: int, *, for_update: bool = False) -> StoredItem:
+        statement = select(ItemRow.id, ItemRow.name, ItemRow.version).where(ItemRow.id == item_id)
+        if for_update:
+            statement = statement.with_for_update()
+        row = self._session.execute(statement).one_or_none() if _is_storable_id(item_id) else None
+        if row is None:
+            raise NotFound(f"Item {item_id} does not exist.")
+        return StoredItem({"id": row.id, "name": row.name}, row.version)
+
+    def replace(self, item_id: int, item: Item) -> StoredItem:
+        statement = (
+            update(ItemRow)
+            .where(ItemRow.id == item_id)
+            .values(name=item["name"], version=ItemRow.version + 1)
+            .returning(ItemRow.id, ItemRow.name, ItemRow.version)
+        )
+        row = self._session.execute(statement).one_or_none() if _is_storable_id(item_id) else None
+        if row is None:
+            raise NotFound(f"Item {item_id} does not exist.")
+        return StoredItem({"id": row.id, "name": row.name}, row.version)
+
+    def delete(self, item_id: int) -> None:
+        if not _is_storable_id(item_id) or self._session.execute(delete(ItemRow).where(ItemRow.id == item_id)).rowcount == 0:
+            raise NotFound(f"Item {item_id} does not exist.")
+
+    def search(self, query: ItemQuery) -> Page[Item]:
+        statement = select(ItemRow.id, ItemRow.name)
+        if query.name is not None:
+            statement = statement.where(ItemRow.name.icontains(query.name, autoescape=True))
+        if query.after_id is not None:
+            statement = statement.where(ItemRow.id > query.after_id)
+        rows = self._session.execute(statement.order_by(ItemRow.id).limit(query.limit + 1)).all()
+        return item_page([{"id": row.id, "name": row.name} for row in rows], query.limit)
