@@ -33,9 +33,10 @@ test: $(VENV)/.dev system-deps
 migrate: $(VENV)/.runtime
 	$(BIN)/python -c "from providers.database import migrate; from settings import Settings; migrate(Settings.from_env().database_url)"
 
-## system-deps: PostgreSQL server binaries for the tests (installed with apt-get when missing and root)
+## system-deps: PostgreSQL and RabbitMQ server binaries for the tests (apt-get when missing and root)
 system-deps:
 	@bash scripts/ensure-postgres.sh
+	@bash scripts/ensure-rabbitmq.sh
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -12,9 +12,11 @@ from connexion.options import SwaggerUIOptions
 from flask_injector import FlaskInjector
 from injector import Module
 
-from composition import build_injector
+from composition import Contract, build_injector
+from contract.avro import AvroSchemas
 from settings import Settings
-from web.contract import load_spec
+from web.avro_bodies import avro_body_validator
+from web.contract import ContractRules, load_spec
 from web.injection import InjectingResolver
 from web.middleware import BodySizeLimit, RootDocsAliases
 from web.problems import register_problem_handlers
@@ -41,12 +43,13 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     """Build the service: spec-driven routing and validation, injected handlers, one transaction per request."""
     settings = settings or Settings.from_env()
     spec = load_spec()
-    injector = build_injector(settings, spec, overrides=modules)
+    contract = Contract(rules=ContractRules(spec), schemas=AvroSchemas())
+    injector = build_injector(settings, contract, overrides=modules)
 
     app = FlaskApp(
         __name__,
         jsonifier=Jsonifier(_OrjsonModule),
-        validator_map=validator_map(),
+        validator_map=validator_map(avro_body=avro_body_validator(contract.schemas, contract.rules)),
         security_map=api_key_security_map(settings.api_keys),
     )
     app.add_api(

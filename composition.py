@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
 
 from flask_injector import request
 from injector import Binder, Injector, Module, provider, singleton
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from contract.avro import AvroSchemas
 from providers.database import make_engine
 from providers.items import ItemsProvider
 from providers.memory_items import InMemoryItemsProvider
@@ -22,19 +23,30 @@ from providers.sql_questions import SqlQuestionsProvider
 from providers.sql_rooms import SqlRoomsProvider
 from settings import Settings
 from web.contract import ContractRules
+from web.representation import Representer
 from web.transactions import attach_session
 
 
-class ConfigModule(Module):
-    """Binds the settings and the loaded contract."""
+@dataclass(frozen=True)
+class Contract:
+    """The contracts loaded once at start-up: the OpenAPI rules and the Avro schemas."""
 
-    def __init__(self, settings: Settings, spec: dict[str, Any]) -> None:
+    rules: ContractRules
+    schemas: AvroSchemas
+
+
+class ConfigModule(Module):
+    """Binds the settings and the loaded contracts."""
+
+    def __init__(self, settings: Settings, contract: Contract) -> None:
         self._settings = settings
-        self._spec = spec
+        self._contract = contract
 
     def configure(self, binder: Binder) -> None:
         binder.bind(Settings, to=self._settings)
-        binder.bind(ContractRules, to=ContractRules(self._spec), scope=singleton)
+        binder.bind(ContractRules, to=self._contract.rules)
+        binder.bind(AvroSchemas, to=self._contract.schemas)
+        binder.bind(Representer, to=Representer(self._contract.schemas))
 
 
 class DatabaseModule(Module):
@@ -91,6 +103,6 @@ class InMemoryProvidersModule(Module):
         binder.bind(QuestionsProvider, to=self.questions)
 
 
-def build_injector(settings: Settings, spec: dict[str, Any], overrides: Iterable[Module] = ()) -> Injector:
+def build_injector(settings: Settings, contract: Contract, overrides: Iterable[Module] = ()) -> Injector:
     """Return the injector for one app; modules in `overrides` replace earlier bindings."""
-    return Injector([ConfigModule(settings, spec), DatabaseModule(), SqlProvidersModule(), *overrides])
+    return Injector([ConfigModule(settings, contract), DatabaseModule(), SqlProvidersModule(), *overrides])

@@ -8,36 +8,40 @@ from connexion import NoContent, request
 from injector import Inject
 
 from providers.items import ItemQuery, ItemsProvider, decode_item_cursor
-from web.http import entity_tag, json_response, next_page_link, require_match
+from web.http import entity_tag, page_links, require_match
+from web.representation import Representer
 
 
-def search_items(items: Inject[ItemsProvider], name: str | None = None, limit: int = 5, cursor: str | None = None):
+def search_items(
+    items: Inject[ItemsProvider],
+    represent: Inject[Representer],
+    name: str | None = None,
+    limit: int = 5,
+    cursor: str | None = None,
+):
     """Return one page of the items whose name contains `name`."""
     page = items.search(ItemQuery(name=name, limit=limit, after_id=decode_item_cursor(cursor) if cursor else None))
-    headers = {}
-    if page.next_cursor:
-        headers["Link"] = next_page_link(request.url.path, dict(request.query_params), page.next_cursor)
-    return json_response({"data": page.items, "next_cursor": page.next_cursor}, 200, headers)
+    return represent.many("Item", page.items, page.next_cursor, page_links(page.next_cursor))
 
 
-def create_item(body: dict[str, Any], items: Inject[ItemsProvider]):
+def create_item(body: dict[str, Any], items: Inject[ItemsProvider], represent: Inject[Representer]):
     """Store a new item."""
     stored = items.create(body)
     location = f"{request.url.path.rstrip('/')}/{stored.item['id']}"
-    return json_response(stored.item, 201, {"Location": location, "ETag": entity_tag(stored.version)})
+    return represent.one("Item", stored.item, 201, {"Location": location, "ETag": entity_tag(stored.version)})
 
 
-def get_item(item_id: int, items: Inject[ItemsProvider]):
+def get_item(item_id: int, items: Inject[ItemsProvider], represent: Inject[Representer]):
     """Return one item."""
     stored = items.get(item_id)
-    return json_response(stored.item, 200, {"ETag": entity_tag(stored.version)})
+    return represent.one("Item", stored.item, 200, {"ETag": entity_tag(stored.version)})
 
 
-def replace_item(item_id: int, body: dict[str, Any], items: Inject[ItemsProvider]):
+def replace_item(item_id: int, body: dict[str, Any], items: Inject[ItemsProvider], represent: Inject[Representer]):
     """Replace an item's writable fields."""
     require_match(request.headers.get("If-Match"), items.get(item_id, for_update=True).version)
     stored = items.replace(item_id, body)
-    return json_response(stored.item, 200, {"ETag": entity_tag(stored.version)})
+    return represent.one("Item", stored.item, 200, {"ETag": entity_tag(stored.version)})
 
 
 def delete_item(item_id: int, items: Inject[ItemsProvider]):

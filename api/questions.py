@@ -8,31 +8,33 @@ from connexion import NoContent, request
 from injector import Inject
 
 from providers.questions import QuestionQuery, QuestionsProvider, decode_question_cursor
-from web.http import json_response, next_page_link
+from web.http import page_links
+from web.representation import Representer
 
 
 def search_questions(
-    questions: Inject[QuestionsProvider], category: str | None = None, limit: int = 20, cursor: str | None = None
+    questions: Inject[QuestionsProvider],
+    represent: Inject[Representer],
+    category: str | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
 ):
     """Return one page of questions, optionally of one category."""
     after = decode_question_cursor(cursor) if cursor else None
     page = questions.search(QuestionQuery(category=category, limit=limit, after_code=after))
-    headers = {}
-    if page.next_cursor:
-        headers["Link"] = next_page_link(request.url.path, dict(request.query_params), page.next_cursor)
-    return json_response({"data": page.items, "next_cursor": page.next_cursor}, 200, headers)
+    return represent.many("Question", page.items, page.next_cursor, page_links(page.next_cursor))
 
 
-def create_question(body: dict[str, Any], questions: Inject[QuestionsProvider]):
+def create_question(body: dict[str, Any], questions: Inject[QuestionsProvider], represent: Inject[Representer]):
     """Store a new question under its client-chosen code."""
     question = questions.create(body)
     location = f"{request.url.path.rstrip('/')}/{question['question_code']}"
-    return json_response(question, 201, {"Location": location})
+    return represent.one("Question", question, 201, {"Location": location})
 
 
-def get_question(question_code: str, questions: Inject[QuestionsProvider]):
+def get_question(question_code: str, questions: Inject[QuestionsProvider], represent: Inject[Representer]):
     """Return one question."""
-    return json_response(questions.get(question_code))
+    return represent.one("Question", questions.get(question_code))
 
 
 def delete_question(question_code: str, questions: Inject[QuestionsProvider]):

@@ -10,11 +10,13 @@ from injector import Inject
 from providers.errors import FieldError, InvalidInput
 from providers.rooms import Cursor, GeoCircle, RoomQuery, RoomsProvider, writable_fields
 from web.contract import ContractRules
-from web.http import entity_tag, json_response, merge_patch, next_page_link, require_match
+from web.http import entity_tag, merge_patch, page_links, require_match
+from web.representation import Representer
 
 
 def search_rooms(
     rooms: Inject[RoomsProvider],
+    represent: Inject[Representer],
     city: str | None = None,
     country: str | None = None,
     provider: str | None = None,
@@ -41,33 +43,36 @@ def search_rooms(
         after=Cursor.decode(cursor, sort) if cursor else None,
     )
     page = rooms.search(query)
-    headers = {}
-    if page.next_cursor:
-        headers["Link"] = next_page_link(request.url.path, dict(request.query_params), page.next_cursor)
-    return json_response({"data": page.items, "next_cursor": page.next_cursor}, 200, headers)
+    return represent.many("Room", page.items, page.next_cursor, page_links(page.next_cursor))
 
 
-def create_room(body: dict[str, Any], rooms: Inject[RoomsProvider]):
+def create_room(body: dict[str, Any], rooms: Inject[RoomsProvider], represent: Inject[Representer]):
     """Store a new room."""
     stored = rooms.create(body)
     location = f"{request.url.path.rstrip('/')}/{stored.room['id']}"
-    return json_response(stored.room, 201, {"Location": location, "ETag": entity_tag(stored.version)})
+    return represent.one("Room", stored.room, 201, {"Location": location, "ETag": entity_tag(stored.version)})
 
 
-def get_room(room_id: str, rooms: Inject[RoomsProvider]):
+def get_room(room_id: str, rooms: Inject[RoomsProvider], represent: Inject[Representer]):
     """Return one room."""
     stored = rooms.get(room_id)
-    return json_response(stored.room, 200, {"ETag": entity_tag(stored.version)})
+    return represent.one("Room", stored.room, 200, {"ETag": entity_tag(stored.version)})
 
 
-def update_room(room_id: str, body: dict[str, Any], rooms: Inject[RoomsProvider], rules: Inject[ContractRules]):
+def update_room(
+    room_id: str,
+    body: dict[str, Any],
+    rooms: Inject[RoomsProvider],
+    rules: Inject[ContractRules],
+    represent: Inject[Representer],
+):
     """Apply a JSON merge patch to a room; the result must be a valid new room."""
     current = rooms.get(room_id, for_update=True)
     require_match(request.headers.get("If-Match"), current.version)
     merged = merge_patch(writable_fields(current.room), body)
     rules.check("NewRoom", merged, what="patched room")
     stored = rooms.replace(room_id, merged)
-    return json_response(stored.room, 200, {"ETag": entity_tag(stored.version)})
+    return represent.one("Room", stored.room, 200, {"ETag": entity_tag(stored.version)})
 
 
 def delete_room(room_id: str, rooms: Inject[RoomsProvider]):

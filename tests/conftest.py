@@ -17,6 +17,7 @@ import uvicorn
 from app import create_app, dispose_app
 from providers.database import migrate
 from settings import Settings
+from tests.entity_check import EntityCheckingClient
 from tests.postgres import ThrowawayPostgres, free_port
 
 API_KEY = "test-key"
@@ -107,8 +108,8 @@ def app(settings: Settings):
 
 @pytest.fixture
 def client(app):
-    """An HTTP client for the app (Starlette's TestClient through the whole ASGI stack)."""
-    return app.test_client()
+    """An HTTP client through the whole ASGI stack that also checks every returned entity against its Avro schema."""
+    return EntityCheckingClient(app)
 
 
 @pytest.fixture

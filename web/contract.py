@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 from connexion.json_schema import ExtendedSafeLoader, resolve_refs
 
-from providers.errors import InvalidInput
+from providers.errors import FieldError, InvalidInput
 from web.validation import compiled_validator, field_errors
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "swagger" / "openapi.yaml"
@@ -26,9 +26,13 @@ class ContractRules:
     def __init__(self, spec: dict[str, Any]) -> None:
         self._schemas = resolve_refs(spec)["components"]["schemas"]
 
+    def errors(self, schema_name: str, document: Any) -> list[FieldError]:
+        """Return every field of `document` that breaks the component schema `schema_name`."""
+        return field_errors(compiled_validator(self._schemas[schema_name]).iter_errors(document))
+
     def check(self, schema_name: str, document: Any, *, what: str) -> None:
         """Raise InvalidInput listing every field of `document` that breaks `schema_name`."""
-        errors = field_errors(compiled_validator(self._schemas[schema_name]).iter_errors(document))
+        errors = self.errors(schema_name, document)
         if errors:
             noun = "error" if len(errors) == 1 else "errors"
             raise InvalidInput(

@@ -6,6 +6,8 @@ import copy
 from typing import Any
 from urllib.parse import urlencode
 
+from connexion import request
+
 from providers.errors import PreconditionFailed
 
 
@@ -42,6 +44,13 @@ def next_page_link(path: str, query: dict[str, Any], cursor: str) -> str:
     """Return an RFC 8288 `rel="next"` link to the same search with `cursor` set."""
     params = {k: v for k, v in query.items() if k != "cursor"} | {"cursor": cursor}
     return f'<{path}?{urlencode(params)}>; rel="next"'
+
+
+def page_links(next_cursor: str | None) -> dict[str, str]:
+    """Return the Link header of the current request's next page, or nothing on the last page."""
+    if not next_cursor:
+        return {}
+    return {"Link": next_page_link(request.url.path, dict(request.query_params), next_cursor)}
 
 
 JSON = "application/json"

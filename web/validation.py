@@ -137,10 +137,12 @@ class CompiledJSONResponseValidator(JSONResponseBodyValidator):
         return super().wrap_send(send)
 
 
-def validator_map() -> dict:
-    """Return Connexion's validator map with the all-errors and compiled validators in place."""
+def validator_map(avro_body: type | None = None) -> dict:
+    """Return Connexion's validator map with the all-errors and compiled validators (and Avro bodies) in place."""
     body = MediaTypeDict(VALIDATOR_MAP["body"])
     body["*/*json"] = AllErrorsJSONBodyValidator
+    if avro_body is not None:
+        body["application/avro"] = avro_body
     response = MediaTypeDict(VALIDATOR_MAP["response"])
     response["*/*json"] = CompiledJSONResponseValidator
     return {"parameter": AllErrorsParameterValidator, "body": body, "response": response}

@@ -1,0 +1,1 @@
+"""The Avro entity contract shared with other services: schemas, their versions and the wire codec."""

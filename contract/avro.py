@@ -1,0 +1,185 @@
+"""Avro schemas from `schemas/`, parsed once, and the codec between API JSON and Avro container files."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS_DIR = PROJECT_ROOT / "schemas"
+HISTORY_DIR = SCHEMAS_DIR / "history"
+NAMESPACE = "roomservice"
+AVRO_MEDIA_TYPE = "application/avro"
+
+
+class AvroDecodeError(ValueError):
+    """A client's Avro bytes cannot be read as exactly one record of the expected schema."""
+
+
+@dataclass(frozen=True)
+class AvroSchema:
+    """One named schema: its self-contained document, parsed form, fingerprint and version."""
+
+    name: str
+    document: dict[str, Any]
+    parsed: dict[str, Any]
+    canonical: str
+    fingerprint: str
+    version: int
+    released: bool
+
+    @property
+    def short_name(self) -> str:
+        """The name without namespace, which is also the OpenAPI component's name."""
+        return self.name.rsplit(".", 1)[-1]
+
+
+def expanded_schema(path: Path) -> dict[str, Any]:
+    """Load an .avsc file with every named type it references inlined (a self-contained document)."""
+    return load_schema(str(path), _write_hint=False)
+
+
+def crc64_fingerprint(document: Mapping[str, Any]) -> str:
+    """Return the CRC-64-AVRO (Rabin) fingerprint of the schema's parsing canonical form, as hex."""
+    return fingerprint(to_parsing_canonical_form(document), "CRC-64-AVRO")
+
+
+def released_versions(name: str, history_dir: Path = HISTORY_DIR) -> list[tuple[int, dict[str, Any]]]:
+    """Return the released versions of a schema, oldest first, from `history/<name>/v<N>.avsc`."""
+    folder = history_dir / name
+    if not folder.is_dir():
+        return []
+    versions = []
+    for path in folder.glob("v*.avsc"):
+        versions.append((int(path.stem[1:]), json.loads(path.read_text(encoding="utf-8"))))
+    return sorted(versions, key=lambda pair: pair[0])
+
+
+class AvroSchemas:
+    """Every schema of the service, loaded and parsed once at start-up."""
+
+    def __init__(self, schemas_dir: Path = SCHEMAS_DIR, history_dir: Path = HISTORY_DIR) -> None:
+        self._schemas: dict[str, AvroSchema] = {}
+        for path in sorted(schemas_dir.glob("*.avsc")):
+            document = expanded_schema(path)
+            name = path.name.removesuffix(".avsc")
+            canonical = to_parsing_canonical_form(document)
+            fp = crc64_fingerprint(document)
+            history = released_versions(name, history_dir)
+            last = history[-1] if history else None
+            released = last is not None and crc64_fingerprint(last[1]) == fp
+            version = (last[0] if released else last[0] + 1) if last else 1
+            parsed = fastavro.parse_schema(document, _write_hint=True)
+            self._schemas[name] = AvroSchema(name, document, parsed, canonical, fp, version, released)
+
+    def __iter__(self):
+        return iter(self._schemas.values())
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._schemas
+
+    def get(self, name: str) -> AvroSchema:
+        """Return a schema by full name (`roomservice.Room`) or short name (`Room`); KeyError if unknown."""
+        return self._schemas[name if "." in name else f"{NAMESPACE}.{name}"]
+
+    def encode_container(self, name: str, entities: Iterable[Mapping[str, Any]]) -> bytes:
+        """Write entities (API JSON shape) as an Avro Object Container File with the writer schema embedded."""
+        schema = self.get(name)
+        buffer = io.BytesIO()
+        fastavro.writer(buffer, schema.parsed, (to_datum(schema.document, e) for e in entities), codec="null")
+        return buffer.getvalue()
+
+    def decode_single(self, name: str, data: bytes) -> dict[str, Any]:
+        """Read exactly one record from a container file, resolving its writer schema against ours.
+
+        Returns the record in API JSON shape; raises AvroDecodeError saying what is wrong.
+        """
+        schema = self.get(name)
+        writer_name = "?"
+        try:
+            writer_name = fastavro.reader(io.BytesIO(data)).writer_schema.get("name", "?")
+            reader = fastavro.reader(io.BytesIO(data), reader_schema=schema.parsed)
+            records = []
+            for record in reader:
+                records.append(record)
+                if len(records) > 1:
+                    break
+        except fastavro.read.SchemaResolutionError as error:
+            reason = str(error)
+            reason = "its types or names do not match" if reason.startswith("Schema mismatch") else reason[:200]
+            raise AvroDecodeError(
+                f"The body's writer schema {writer_name} cannot be read as {schema.name}: {reason}."
+            ) from None
+        except Exception as error:  # noqa: BLE001 - any failure here is a property of the client's bytes
+            raise AvroDecodeError(f"The body is not a readable Avro object container file: {error}") from None
+        if len(records) != 1:
+            count = "no records" if not records else "more than one record"
+            raise AvroDecodeError(f"The body must hold exactly one {schema.name} record; it holds {count}.")
+        return from_datum(schema.document, records[0])
+
+
+def to_datum(schema: Mapping[str, Any], entity: Mapping[str, Any]) -> dict[str, Any]:
+    """Map an entity in API JSON shape to an Avro record: absent members take the field's default (or null)."""
+    datum = {}
+    for field in schema["fields"]:
+        value = entity.get(field["name"])
+        if value is None and "default" in field:
+            value = copy.deepcopy(field["default"])
+        record = _record_type(field["type"])
+        if value is not None and record is not None:
+            value = to_datum(record, value) if not _is_array(field["type"]) else value
+        elif value is not None and _is_array(field["type"]):
+            items = field["type"]["items"]
+            if isinstance(items, dict) and items.get("type") == "record":
+                value = [to_datum(items, element) for element in value]
+        datum[field["name"]] = value
+    return datum
+
+
+def from_datum(schema: Mapping[str, Any], datum: Mapping[str, Any]) -> dict[str, Any]:
+    """Map an Avro record to API JSON shape: null optionals are left out, uuids and timestamps become strings."""
+    entity: dict[str, Any] = {}
+    for field in schema["fields"]:
+        value = datum.get(field["name"])
+        if value is None:
+            continue
+        entity[field["name"]] = _json_value(field["type"], value)
+    return entity
+
+
+def _json_value(avro_type: Any, value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        record = _record_type(avro_type)
+        return from_datum(record, value) if record is not None else value
+    if isinstance(value, list):
+        items = avro_type["items"] if isinstance(avro_type, dict) else None
+        return [_json_value(items, element) for element in value]
+    return value
+
+
+def _record_type(avro_type: Any) -> dict[str, Any] | None:
+    """The record schema a field holds (directly or as the non-null branch of a union), if any."""
+    if isinstance(avro_type, list):
+        branches = [branch for branch in avro_type if branch != "null"]
+        return _record_type(branches[0]) if len(branches) == 1 else None
+    if isinstance(avro_type, dict) and avro_type.get("type") == "record":
+        return avro_type
+    return None
+
+
+def _is_array(avro_type: Any) -> bool:
+    return isinstance(avro_type, dict) and avro_type.get("type") == "array"

@@ -1,0 +1,66 @@
+"""Content negotiation for entity responses: JSON by default, Avro container files on request."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flask
+
+from contract.avro import AVRO_MEDIA_TYPE, AvroSchemas
+from providers.errors import DomainError
+from web.http import JSON
+
+# Offered in this order, so JSON wins a tie (also for */* and a missing Accept).
+OFFERED = (JSON, AVRO_MEDIA_TYPE)
+FINGERPRINT_HEADER = "Avro-Schema-Fingerprint"
+SCHEMA_NAME_HEADER = "Avro-Schema-Name"
+
+
+class NotAcceptable(DomainError):
+    """The client accepts none of the representations this operation offers."""
+
+    status = 406
+    title = "Not Acceptable"
+
+
+class Representer:
+    """Renders entities in the representation the client asked for."""
+
+    def __init__(self, schemas: AvroSchemas) -> None:
+        self._schemas = schemas
+
+    def one(self, schema: str, entity: Mapping[str, Any], status: int = 200, headers: dict[str, str] | None = None):
+        """Return a handler result for one entity: a JSON object, or a container file with one record."""
+        return self._render(schema, entity, [entity], status, headers)
+
+    def many(self, schema: str, entities: Sequence[Mapping[str, Any]], next_cursor: str | None,
+             headers: dict[str, str] | None = None):
+        """Return a handler result for a page: `{"data", "next_cursor"}` JSON, or one record per entity."""
+        return self._render(schema, {"data": entities, "next_cursor": next_cursor}, entities, 200, headers)
+
+    def _render(self, schema: str, json_body: Any, records: Sequence[Mapping[str, Any]], status: int,
+                headers: dict[str, str] | None):
+        media_type = negotiate()
+        headers = {"Vary": "Accept", **(headers or {})}
+        if media_type == JSON:
+            return json_body, status, {"Content-Type": JSON, **headers}
+        avro = self._schemas.get(schema)
+        body = self._schemas.encode_container(avro.name, records)
+        return body, status, {
+            "Content-Type": AVRO_MEDIA_TYPE,
+            FINGERPRINT_HEADER: avro.fingerprint,
+            SCHEMA_NAME_HEADER: avro.name,
+            **headers,
+        }
+
+
+def negotiate() -> str:
+    """Pick the representation from the request's Accept header (q-values honoured), or raise NotAcceptable."""
+    accept = flask.request.accept_mimetypes
+    if not accept:
+        return JSON
+    best = accept.best_match(OFFERED)
+    if best is None:
+        raise NotAcceptable(f"This resource is available as {' or '.join(OFFERED)}; Accept allows neither.")
+    return best
