@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEV_KEY := dev-key-change-me
 
-.PHONY: run test migrate system-deps check-spec clean
+.PHONY: run test migrate system-deps check-schemas release-schemas bench-avro clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,18 @@ run: $(VENV)/.runtime
 ## test: every test, on SQLite and on a throwaway PostgreSQL cluster
 test: $(VENV)/.dev system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## check-schemas: every Avro schema is FULL_TRANSITIVE compatible with its released versions (also run by make test)
+check-schemas: $(VENV)/.runtime
+	$(BIN)/python -m contract.evolution check
+
+## release-schemas: record changed Avro schemas as their next released version in schemas/history/
+release-schemas: $(VENV)/.runtime
+	$(BIN)/python -m contract.evolution release
+
+## bench-avro: encode/decode rate and size of a page of 100 rooms, Avro vs JSON (updates bench/RESULTS.md)
+bench-avro: $(VENV)/.runtime
+	$(BIN)/python -m bench.avro_vs_json --write
 
 ## migrate: apply the migrations to the configured database
 migrate: $(VENV)/.runtime

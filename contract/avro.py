@@ -65,11 +65,27 @@ def released_versions(name: str, history_dir: Path = HISTORY_DIR) -> list[tuple[
     return sorted(versions, key=lambda pair: pair[0])
 
 
+SYNC_MARKER = bytes.fromhex("726f6f6d73657276696365a5a5a5a5a5")
+"""The 16-byte sync marker of the container files this service writes (any fixed value is valid)."""
+
+
+def _zigzag_varint(value: int) -> bytes:
+    """Encode a long as Avro does: zig-zag, then base-128 varint."""
+    encoded = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while encoded > 0x7F:
+        out.append((encoded & 0x7F) | 0x80)
+        encoded >>= 7
+    out.append(encoded)
+    return bytes(out)
+
+
 class AvroSchemas:
     """Every schema of the service, loaded and parsed once at start-up."""
 
     def __init__(self, schemas_dir: Path = SCHEMAS_DIR, history_dir: Path = HISTORY_DIR) -> None:
         self._schemas: dict[str, AvroSchema] = {}
+        self._headers: dict[str, bytes] = {}
         for path in sorted(schemas_dir.glob("*.avsc")):
             document = expanded_schema(path)
             name = path.name.removesuffix(".avsc")
@@ -95,9 +111,22 @@ class AvroSchemas:
     def encode_container(self, name: str, entities: Iterable[Mapping[str, Any]]) -> bytes:
         """Write entities (API JSON shape) as an Avro Object Container File with the writer schema embedded."""
         schema = self.get(name)
-        buffer = io.BytesIO()
-        fastavro.writer(buffer, schema.parsed, (to_datum(schema.document, e) for e in entities), codec="null")
-        return buffer.getvalue()
+        header = self._headers.get(schema.name)
+        if header is None:
+            # The header (magic, schema JSON, codec, sync marker) is the same for every file of a schema:
+            # build it once instead of serialising the schema on every response.
+            buffer = io.BytesIO()
+            fastavro.writer(buffer, schema.parsed, [], codec="null", sync_marker=SYNC_MARKER)
+            header = self._headers.setdefault(schema.name, buffer.getvalue())
+        block = io.BytesIO()
+        count = 0
+        for entity in entities:
+            fastavro.schemaless_writer(block, schema.parsed, to_datum(schema.document, entity))
+            count += 1
+        if count == 0:
+            return header
+        data = block.getvalue()
+        return b"".join((header, _zigzag_varint(count), _zigzag_varint(len(data)), data, SYNC_MARKER))
 
     def decode_single(self, name: str, data: bytes) -> dict[str, Any]:
         """Read exactly one record from a container file, resolving its writer schema against ours.
