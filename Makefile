@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEV_KEY := dev-key-change-me
 
-.PHONY: run test migrate system-deps check-schemas release-schemas bench-avro clean
+.PHONY: run relay test migrate system-deps check-schemas release-schemas bench-avro clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: $(VENV)/.runtime
 	  echo "APP_API_KEYS is not set: writes accept the local development key '$(DEV_KEY)' (header X-API-Key)."; \
 	fi
 	APP_API_KEYS="$${APP_API_KEYS:-$(DEV_KEY)}" $(BIN)/python serve.py
+
+## relay: publish committed events to RabbitMQ (AMQP_URL, RELAY_EXCHANGE; see README)
+relay: $(VENV)/.runtime
+	$(BIN)/python relay.py
 
 ## test: every test, on SQLite and on a throwaway PostgreSQL cluster
 test: $(VENV)/.dev system-deps

@@ -18,7 +18,7 @@ from settings import Settings
 from web.avro_bodies import avro_body_validator
 from web.contract import ContractRules, load_spec
 from web.injection import InjectingResolver
-from web.middleware import BodySizeLimit, RootDocsAliases
+from web.middleware import BodySizeLimit, ControlCharactersInPath, RootDocsAliases
 from web.problems import register_problem_handlers
 from web.security import api_key_security_map
 from web.transactions import install_transaction_boundary
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
         validate_responses=settings.validate_responses,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_config={"persistAuthorization": True}),
     )
+    app.add_middleware(ControlCharactersInPath, position=MiddlewarePosition.BEFORE_SWAGGER)
     app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER, max_bytes=settings.max_body_bytes)
     app.add_middleware(RootDocsAliases, position=MiddlewarePosition.BEFORE_SWAGGER, base_path=BASE_PATH)
     register_problem_handlers(app, spec, BASE_PATH)

@@ -12,12 +12,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from contract.avro import AvroSchemas
 from providers.database import make_engine
+from providers.events import EventFeed, Outbox
 from providers.items import ItemsProvider
+from providers.memory_events import InMemoryEvents
 from providers.memory_items import InMemoryItemsProvider
 from providers.memory_questions import InMemoryQuestionsProvider
 from providers.memory_rooms import InMemoryRoomsProvider
 from providers.questions import QuestionsProvider
 from providers.rooms import RoomsProvider
+from providers.sql_events import SqlEventFeed, SqlOutbox
 from providers.sql_items import SqlItemsProvider
 from providers.sql_questions import SqlQuestionsProvider
 from providers.sql_rooms import SqlRoomsProvider
@@ -71,33 +74,46 @@ class DatabaseModule(Module):
 
 
 class SqlProvidersModule(Module):
-    """The real providers, on the request's session."""
+    """The real providers, on the request's session; every change also lands in the outbox."""
 
     @request
     @provider
-    def rooms(self, session: Session) -> RoomsProvider:
-        return SqlRoomsProvider(session)
+    def outbox(self, session: Session, schemas: AvroSchemas) -> Outbox:
+        return SqlOutbox(session, schemas)
+
+    @singleton
+    @provider
+    def event_feed(self, factory: sessionmaker) -> EventFeed:
+        return SqlEventFeed(factory)
 
     @request
     @provider
-    def items(self, session: Session) -> ItemsProvider:
-        return SqlItemsProvider(session)
+    def rooms(self, session: Session, outbox: Outbox) -> RoomsProvider:
+        return SqlRoomsProvider(session, outbox)
 
     @request
     @provider
-    def questions(self, session: Session) -> QuestionsProvider:
-        return SqlQuestionsProvider(session)
+    def items(self, session: Session, outbox: Outbox) -> ItemsProvider:
+        return SqlItemsProvider(session, outbox)
+
+    @request
+    @provider
+    def questions(self, session: Session, outbox: Outbox) -> QuestionsProvider:
+        return SqlQuestionsProvider(session, outbox)
 
 
 class InMemoryProvidersModule(Module):
     """In-memory providers for unit tests; list it after the defaults to override them."""
 
-    def __init__(self) -> None:
-        self.rooms = InMemoryRoomsProvider()
-        self.items = InMemoryItemsProvider()
-        self.questions = InMemoryQuestionsProvider()
+    def __init__(self, schemas: AvroSchemas | None = None) -> None:
+        self.events = InMemoryEvents(schemas or AvroSchemas())
+        self.rooms = InMemoryRoomsProvider(self.events)
+        self.items = InMemoryItemsProvider(self.events)
+        self.questions = InMemoryQuestionsProvider(self.events)
 
     def configure(self, binder: Binder) -> None:
+        binder.bind(Outbox, to=self.events)
+        binder.bind(EventFeed, to=self.events)
         binder.bind(RoomsProvider, to=self.rooms)
         binder.bind(ItemsProvider, to=self.items)
         binder.bind(QuestionsProvider, to=self.questions)

@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import fastavro
@@ -31,7 +31,7 @@ CITIES = [("Berlin", "Germany"), ("Munich", "Germany"), ("Vienna", "Austria"), (
 def sample_rooms(count: int, seed: int = 1) -> list[dict]:
     """Rooms in API shape with realistic variety (optional area, a few images)."""
     rng = random.Random(seed)
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     rooms = []
     for n in range(count):
         city, country = rng.choice(CITIES)
@@ -110,7 +110,7 @@ def table(r: dict, page_size: int, repeats: int) -> str:
     return "\n".join([
         f"## Avro vs JSON: a page of {page_size} rooms",
         "",
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}, {os.cpu_count()} cores, {memory_gib:.0f} GiB, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit}, {os.cpu_count()} cores, {memory_gib:.0f} GiB, "
         f"Python {platform.python_version()}, fastavro {fastavro.__version__}; medians of {repeats} runs, records/s.",
         "",
         "| | JSON (orjson, the API's encoder) | Avro container (fastavro) | Avro / JSON |",

@@ -65,6 +65,9 @@ def released_versions(name: str, history_dir: Path = HISTORY_DIR) -> list[tuple[
     return sorted(versions, key=lambda pair: pair[0])
 
 
+SINGLE_OBJECT_MARKER = b"\xc3\x01"
+"""The two bytes that start every Avro single-object encoded datum."""
+
 SYNC_MARKER = bytes.fromhex("726f6f6d73657276696365a5a5a5a5a5")
 """The 16-byte sync marker of the container files this service writes (any fixed value is valid)."""
 
@@ -97,6 +100,7 @@ class AvroSchemas:
             version = (last[0] if released else last[0] + 1) if last else 1
             parsed = fastavro.parse_schema(document, _write_hint=True)
             self._schemas[name] = AvroSchema(name, document, parsed, canonical, fp, version, released)
+        self._by_fingerprint = {schema.fingerprint: schema for schema in self._schemas.values()}
 
     def __iter__(self):
         return iter(self._schemas.values())
@@ -127,6 +131,24 @@ class AvroSchemas:
             return header
         data = block.getvalue()
         return b"".join((header, _zigzag_varint(count), _zigzag_varint(len(data)), data, SYNC_MARKER))
+
+    def encode_single_object(self, name: str, entity: Mapping[str, Any]) -> bytes:
+        """Write one entity in Avro single-object encoding: C3 01, the schema's 8-byte fingerprint, the datum."""
+        schema = self.get(name)
+        buffer = io.BytesIO()
+        buffer.write(SINGLE_OBJECT_MARKER + bytes.fromhex(schema.fingerprint))
+        fastavro.schemaless_writer(buffer, schema.parsed, to_datum(schema.document, entity))
+        return buffer.getvalue()
+
+    def decode_single_object(self, data: bytes) -> tuple[AvroSchema, dict[str, Any]]:
+        """Read a single-object encoded entity, finding its schema by fingerprint; returns it in API JSON shape."""
+        if data[:2] != SINGLE_OBJECT_MARKER or len(data) < 10:
+            raise AvroDecodeError("Not Avro single-object encoding.")
+        schema = self._by_fingerprint.get(data[2:10].hex())
+        if schema is None:
+            raise AvroDecodeError(f"No schema has the fingerprint {data[2:10].hex()}.")
+        datum = fastavro.schemaless_reader(io.BytesIO(data[10:]), schema.parsed, None)
+        return schema, from_datum(schema.document, datum)
 
     def decode_single(self, name: str, data: bytes) -> dict[str, Any]:
         """Read exactly one record from a container file, resolving its writer schema against ours.

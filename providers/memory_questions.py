@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from providers.errors import Conflict, NotFound
+from providers.events import Outbox
 from providers.paging import Page
 from providers.questions import Question, QuestionQuery, QuestionsProvider, known_fields, question_page
 
@@ -12,7 +13,8 @@ from providers.questions import Question, QuestionQuery, QuestionsProvider, know
 class InMemoryQuestionsProvider(QuestionsProvider):
     """Questions in a dict keyed by code."""
 
-    def __init__(self) -> None:
+    def __init__(self, outbox: Outbox | None = None) -> None:
+        self._outbox = outbox
         self._questions: dict[str, Question] = {}
         self._lock = threading.Lock()
 
@@ -22,6 +24,8 @@ class InMemoryQuestionsProvider(QuestionsProvider):
             if code in self._questions:
                 raise Conflict(f"A question with code {code} already exists.", code)
             self._questions[code] = known_fields(question)
+            if self._outbox is not None:
+                self._outbox.append("question.created", "roomservice.Question", code, self._questions[code])
             return dict(self._questions[code])
 
     def get(self, question_code: str) -> Question:
@@ -34,6 +38,8 @@ class InMemoryQuestionsProvider(QuestionsProvider):
         with self._lock:
             if self._questions.pop(question_code, None) is None:
                 raise NotFound(f"Question {question_code} does not exist.")
+            if self._outbox is not None:
+                self._outbox.append("question.deleted", "roomservice.Question", question_code, None)
 
     def search(self, query: QuestionQuery) -> Page[Question]:
         rows = [

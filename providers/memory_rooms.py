@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 from providers.errors import Conflict, NotFound
+from providers.events import Outbox
 from providers.rooms import (
     SORT_ORDERS,
     Room,
@@ -23,7 +24,8 @@ from providers.rooms import (
 class InMemoryRoomsProvider(RoomsProvider):
     """Rooms kept in a dict; changes apply at once (there is no transaction to join)."""
 
-    def __init__(self) -> None:
+    def __init__(self, outbox: Outbox | None = None) -> None:
+        self._outbox = outbox
         self._rooms: dict[str, StoredRoom] = {}
         self._lock = threading.Lock()
 
@@ -34,6 +36,7 @@ class InMemoryRoomsProvider(RoomsProvider):
             room = _with_defaults(new_room) | {"id": str(uuid.uuid4()), "created_at": now, "updated_at": now}
             stored = StoredRoom(room, 1)
             self._rooms[room["id"]] = stored
+            self._record("room.created", room["id"], room)
             return _copy(stored)
 
     def get(self, room_id: str, *, for_update: bool = False) -> StoredRoom:
@@ -51,12 +54,14 @@ class InMemoryRoomsProvider(RoomsProvider):
                 _with_defaults(room) | keep | {"updated_at": datetime.now(UTC)}, current.version + 1
             )
             self._rooms[keep["id"]] = updated
+            self._record("room.updated", keep["id"], updated.room)
             return _copy(updated)
 
     def delete(self, room_id: str) -> None:
         with self._lock:
             if self._rooms.pop(room_id.lower(), None) is None:
                 raise NotFound(f"Room {room_id} does not exist.")
+            self._record("room.deleted", room_id.lower(), None)
 
     def search(self, query: RoomQuery) -> RoomPage:
         field, descending = SORT_ORDERS[query.sort]
@@ -68,6 +73,10 @@ class InMemoryRoomsProvider(RoomsProvider):
                 r for r in matches if ((r[field], r["id"]) < position if descending else (r[field], r["id"]) > position)
             ]
         return page_from([copy.deepcopy(r) for r in matches[: query.limit + 1]], query)
+
+    def _record(self, event_type: str, key: str, room: Room | None) -> None:
+        if self._outbox is not None:
+            self._outbox.append(event_type, "roomservice.Room", key, room)
 
     def _ensure_url_free(self, url: str, own_id: str | None) -> None:
         for stored in self._rooms.values():

@@ -7,11 +7,15 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from providers.database import Base
 from providers.errors import NotFound
+from providers.events import Outbox
 from providers.items import Item, ItemQuery, ItemsProvider, StoredItem, item_page
 from providers.paging import Page
 
 # SQLite only auto-assigns keys to an INTEGER PRIMARY KEY; AUTOINCREMENT keeps deleted ids from coming back.
 ITEM_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+ITEM_SCHEMA = "roomservice.Item"
 
 
 class ItemRow(Base):
@@ -32,14 +36,17 @@ def _is_storable_id(item_id: int) -> bool:
 class SqlItemsProvider(ItemsProvider):
     """Items through the request's session; the caller owns the transaction."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, outbox: Outbox) -> None:
         self._session = session
+        self._outbox = outbox
 
     def create(self, new_item: Item) -> StoredItem:
         row = ItemRow(name=new_item["name"], version=1)
         self._session.add(row)
         self._session.flush()
-        return StoredItem({"id": row.id, "name": row.name}, row.version)
+        stored = StoredItem({"id": row.id, "name": row.name}, row.version)
+        self._outbox.append("item.created", ITEM_SCHEMA, str(row.id), stored.item)
+        return stored
 
     def get(self, item_id: int, *, for_update: bool = False) -> StoredItem:
         statement = select(ItemRow.id, ItemRow.name, ItemRow.version).where(ItemRow.id == item_id)
@@ -60,11 +67,14 @@ class SqlItemsProvider(ItemsProvider):
         row = self._session.execute(statement).one_or_none() if _is_storable_id(item_id) else None
         if row is None:
             raise NotFound(f"Item {item_id} does not exist.")
-        return StoredItem({"id": row.id, "name": row.name}, row.version)
+        stored = StoredItem({"id": row.id, "name": row.name}, row.version)
+        self._outbox.append("item.updated", ITEM_SCHEMA, str(row.id), stored.item)
+        return stored
 
     def delete(self, item_id: int) -> None:
         if not _is_storable_id(item_id) or self._session.execute(delete(ItemRow).where(ItemRow.id == item_id)).rowcount == 0:
             raise NotFound(f"Item {item_id} does not exist.")
+        self._outbox.append("item.deleted", ITEM_SCHEMA, str(item_id), None)
 
     def search(self, query: ItemQuery) -> Page[Item]:
         statement = select(ItemRow.id, ItemRow.name)

@@ -8,8 +8,11 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from providers.database import Base
 from providers.errors import Conflict, NotFound
+from providers.events import Outbox
 from providers.paging import Page
 from providers.questions import Question, QuestionQuery, QuestionsProvider, known_fields, question_page
+
+QUESTION_SCHEMA = "roomservice.Question"
 
 
 class QuestionRow(Base):
@@ -26,8 +29,9 @@ class QuestionRow(Base):
 class SqlQuestionsProvider(QuestionsProvider):
     """Questions through the request's session; the caller owns the transaction."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, outbox: Outbox) -> None:
         self._session = session
+        self._outbox = outbox
 
     def create(self, question: Question) -> Question:
         values = known_fields(question)
@@ -36,6 +40,7 @@ class SqlQuestionsProvider(QuestionsProvider):
         statement = insert(QuestionRow).values(values).on_conflict_do_nothing(index_elements=["question_code"])
         if self._session.execute(statement.returning(QuestionRow.question_code)).one_or_none() is None:
             raise Conflict(f"A question with code {values['question_code']} already exists.", values["question_code"])
+        self._outbox.append("question.created", QUESTION_SCHEMA, values["question_code"], values)
         return values
 
     def get(self, question_code: str) -> Question:
@@ -48,6 +53,7 @@ class SqlQuestionsProvider(QuestionsProvider):
         result = self._session.execute(delete(QuestionRow).where(QuestionRow.question_code == question_code))
         if result.rowcount == 0:
             raise NotFound(f"Question {question_code} does not exist.")
+        self._outbox.append("question.deleted", QUESTION_SCHEMA, question_code, None)
 
     def search(self, query: QuestionQuery) -> Page[Question]:
         statement = select(QuestionRow.question_code, QuestionRow.category, QuestionRow.message)

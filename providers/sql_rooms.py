@@ -30,6 +30,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from providers.database import Base
 from providers.errors import Conflict, NotFound
+from providers.events import Outbox
 from providers.rooms import (
     SORT_ORDERS,
     Room,
@@ -39,6 +40,8 @@ from providers.rooms import (
     StoredRoom,
     page_from,
 )
+
+ROOM_SCHEMA = "roomservice.Room"
 
 
 class RoomRow(Base):
@@ -148,8 +151,9 @@ def _room_uuid(room_id: str) -> uuid.UUID:
 class SqlRoomsProvider(RoomsProvider):
     """Rooms stored through the request's SQLAlchemy session; the caller owns the transaction."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, outbox: Outbox) -> None:
         self._session = session
+        self._outbox = outbox
 
     def create(self, new_room: Room) -> StoredRoom:
         now = datetime.now(UTC)
@@ -166,7 +170,9 @@ class SqlRoomsProvider(RoomsProvider):
         row = self._session.execute(statement).one_or_none()
         if row is None:
             raise self._url_conflict(new_room["url"])
-        return StoredRoom(room_from_row(row), row.version)
+        stored = StoredRoom(room_from_row(row), row.version)
+        self._outbox.append("room.created", ROOM_SCHEMA, stored.room["id"], stored.room)
+        return stored
 
     def get(self, room_id: str, *, for_update: bool = False) -> StoredRoom:
         statement = select(*COLUMNS).where(RoomRow.id == _room_uuid(room_id))
@@ -191,12 +197,16 @@ class SqlRoomsProvider(RoomsProvider):
             raise self._url_conflict(room["url"]) from None
         if row is None:
             raise NotFound(f"Room {room_id} does not exist.")
-        return StoredRoom(room_from_row(row), row.version)
+        stored = StoredRoom(room_from_row(row), row.version)
+        self._outbox.append("room.updated", ROOM_SCHEMA, stored.room["id"], stored.room)
+        return stored
 
     def delete(self, room_id: str) -> None:
-        result = self._session.execute(delete(RoomRow).where(RoomRow.id == _room_uuid(room_id)))
+        key = _room_uuid(room_id)
+        result = self._session.execute(delete(RoomRow).where(RoomRow.id == key))
         if result.rowcount == 0:
             raise NotFound(f"Room {room_id} does not exist.")
+        self._outbox.append("room.deleted", ROOM_SCHEMA, str(key), None)
 
     def search(self, query: RoomQuery) -> RoomPage:
         field, descending = SORT_ORDERS[query.sort]

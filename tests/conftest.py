@@ -19,6 +19,7 @@ from providers.database import migrate
 from settings import Settings
 from tests.entity_check import EntityCheckingClient
 from tests.postgres import ThrowawayPostgres, free_port
+from tests.rabbitmq import ThrowawayRabbitMQ
 
 API_KEY = "test-key"
 BACKENDS = ["sqlite", "postgresql"]
@@ -155,6 +156,26 @@ def live_server(app) -> Iterator[LiveServer]:
     """The app behind a real HTTP server, for tests that need real concurrency."""
     with LiveServer(app) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_broker() -> Iterator[ThrowawayRabbitMQ]:
+    """A RabbitMQ broker that lives for the whole test session (restartable: see ThrowawayRabbitMQ.restart)."""
+    try:
+        broker = ThrowawayRabbitMQ()
+    except RuntimeError as error:
+        pytest.fail(str(error), pytrace=False)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url(rabbitmq_broker: ThrowawayRabbitMQ) -> str:
+    """AMQP URL of the session's RabbitMQ broker."""
+    return rabbitmq_broker.url
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -8,10 +8,14 @@ from injector import Module, provider
 
 from app import create_app, dispose_app
 from composition import InMemoryProvidersModule
+from contract.avro import AvroSchemas
 from providers.memory_rooms import InMemoryRoomsProvider
 from providers.rooms import RoomsProvider
+from providers.sql_events import SqlOutbox
 from providers.sql_rooms import SqlRoomsProvider
 from tests.factories import new_room
+
+SCHEMAS = AvroSchemas()
 
 
 class RecordingRoomsModule(Module):
@@ -23,7 +27,7 @@ class RecordingRoomsModule(Module):
     @request
     @provider
     def rooms(self, session: sa.orm.Session) -> RoomsProvider:
-        instance = SqlRoomsProvider(session)
+        instance = SqlRoomsProvider(session, SqlOutbox(session, SCHEMAS))
         self.handed_out.append(instance)
         return instance
 

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from contract.avro import AvroSchemas
 from providers.database import make_engine
 from providers.errors import Conflict, InvalidInput, NotFound
 from providers.items import ItemQuery, StoredItem, decode_item_cursor
@@ -17,11 +18,14 @@ from providers.memory_questions import InMemoryQuestionsProvider
 from providers.memory_rooms import InMemoryRoomsProvider
 from providers.questions import QuestionQuery
 from providers.rooms import Cursor, GeoCircle, RoomQuery, RoomsProvider
+from providers.sql_events import SqlOutbox
 from providers.sql_items import SqlItemsProvider
 from providers.sql_questions import SqlQuestionsProvider
 from providers.sql_rooms import SqlRoomsProvider
 from tests.conftest import fresh_database
 from tests.factories import new_room
+
+SCHEMAS = AvroSchemas()
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
@@ -33,7 +37,7 @@ def rooms(request: pytest.FixtureRequest, tmp_path) -> Iterator[RoomsProvider]:
     with fresh_database(request, request.param, tmp_path) as url:
         engine = make_engine(url, pool_size=2)
         with Session(engine) as session:
-            yield SqlRoomsProvider(session)
+            yield SqlRoomsProvider(session, SqlOutbox(session, SCHEMAS))
             session.rollback()
         engine.dispose()
 
@@ -110,7 +114,7 @@ def test_a_cursor_for_another_sort_is_invalid_input():
 def test_sql_provider_never_commits(database_url):
     engine = make_engine(database_url, pool_size=2)
     with Session(engine) as session:
-        SqlRoomsProvider(session).create(new_room())
+        SqlRoomsProvider(session, SqlOutbox(session, SCHEMAS)).create(new_room())
         session.rollback()
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM rooms")).scalar_one() == 0
@@ -133,7 +137,7 @@ def session_or_none(request: pytest.FixtureRequest, tmp_path) -> Iterator[Sessio
 
 
 def test_items_providers_agree(session_or_none):
-    items = InMemoryItemsProvider() if session_or_none is None else SqlItemsProvider(session_or_none)
+    items = InMemoryItemsProvider() if session_or_none is None else SqlItemsProvider(session_or_none, SqlOutbox(session_or_none, SCHEMAS))
     lamp, chair, big = (items.create({"name": n}) for n in ("Lamp", "Chair", "BIG LAMP"))
     assert lamp.item["id"] < chair.item["id"] < big.item["id"] and lamp.version == 1
     assert items.replace(chair.item["id"], {"name": "Stool"}) == StoredItem({"id": chair.item["id"], "name": "Stool"}, 2)
@@ -149,7 +153,7 @@ def test_items_providers_agree(session_or_none):
 
 
 def test_questions_providers_agree(session_or_none):
-    questions = InMemoryQuestionsProvider() if session_or_none is None else SqlQuestionsProvider(session_or_none)
+    questions = InMemoryQuestionsProvider() if session_or_none is None else SqlQuestionsProvider(session_or_none, SqlOutbox(session_or_none, SCHEMAS))
     stored = questions.create({"question_code": "20", "category": "a", "message": "m", "extra": 1})
     assert stored == {"question_code": "20", "category": "a", "message": "m"}
     assert questions.get("20") == stored

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pika
 import pika.exceptions
@@ -12,26 +11,6 @@ import pytest
 from tests.rabbitmq import ThrowawayRabbitMQ
 
 PERSISTENT = pika.DeliveryMode.Persistent.value  # 2; received properties carry the plain int
-
-
-@pytest.fixture(scope="session")
-def rabbitmq_broker() -> Iterator[ThrowawayRabbitMQ]:
-    """A RabbitMQ broker that lives for the whole test session (restartable: see ThrowawayRabbitMQ.restart)."""
-    try:
-        broker = ThrowawayRabbitMQ()
-    except RuntimeError as error:
-        pytest.fail(str(error), pytrace=False)
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.stop()
-
-
-@pytest.fixture(scope="session")
-def rabbitmq_url(rabbitmq_broker: ThrowawayRabbitMQ) -> str:
-    """AMQP URL of the session's RabbitMQ broker."""
-    return rabbitmq_broker.url
 
 
 def connect(url: str) -> pika.BlockingConnection:

@@ -10,10 +10,14 @@ from injector import Module, provider
 from sqlalchemy.orm import Session
 
 from app import create_app, dispose_app
+from contract.avro import AvroSchemas
 from providers.errors import Conflict
 from providers.rooms import Room, RoomsProvider, StoredRoom
+from providers.sql_events import SqlOutbox
 from providers.sql_rooms import SqlRoomsProvider
 from tests.factories import new_room
+
+SCHEMAS = AvroSchemas()
 
 
 class WritesThenFails(SqlRoomsProvider):
@@ -31,7 +35,7 @@ def _module(error: Exception) -> Module:
         @request
         @provider
         def rooms(self, session: Session) -> RoomsProvider:
-            provider_ = WritesThenFails(session)
+            provider_ = WritesThenFails(session, SqlOutbox(session, SCHEMAS))
             provider_.error = error
             return provider_
 

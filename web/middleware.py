@@ -42,6 +42,19 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
 
+class ControlCharactersInPath:
+    """Answer 400 for a path with control characters: Connexion's router cannot match them (its mount
+    regex stops at a newline), and the request would reach Flask without security or validation."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and any(ord(c) < 0x20 or ord(c) == 0x7F for c in scope["path"]):
+            raise ProblemException(status=400, title="Bad Request", detail="The request path contains control characters.")
+        await self.app(scope, receive, send)
+
+
 class RootDocsAliases:
     """Serve the API's Swagger UI and spec at the root as well (`/ui/`, `/openapi.json`, `/openapi.yaml`)."""
 

@@ -32,15 +32,16 @@ class Representer:
 
     def one(self, schema: str, entity: Mapping[str, Any], status: int = 200, headers: dict[str, str] | None = None):
         """Return a handler result for one entity: a JSON object, or a container file with one record."""
-        return self._render(schema, entity, [entity], status, headers)
+        return self.render(schema, entity, [entity], status, headers)
 
     def many(self, schema: str, entities: Sequence[Mapping[str, Any]], next_cursor: str | None,
              headers: dict[str, str] | None = None):
         """Return a handler result for a page: `{"data", "next_cursor"}` JSON, or one record per entity."""
-        return self._render(schema, {"data": entities, "next_cursor": next_cursor}, entities, 200, headers)
+        return self.render(schema, {"data": entities, "next_cursor": next_cursor}, entities, 200, headers)
 
-    def _render(self, schema: str, json_body: Any, records: Sequence[Mapping[str, Any]], status: int,
-                headers: dict[str, str] | None):
+    def render(self, schema: str, json_body: Any, records: Sequence[Mapping[str, Any]], status: int = 200,
+               headers: dict[str, str] | None = None):
+        """Return `json_body` as JSON, or `records` as a container file of `schema`, as negotiated."""
         media_type = negotiate()
         headers = {"Vary": "Accept", **(headers or {})}
         if media_type == JSON:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import typing as t
 
 import orjson
@@ -12,16 +14,51 @@ from connexion.lifecycle import ConnexionRequest
 from connexion.utils import is_null, is_nullable
 from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, JSONResponseBodyValidator, ParameterValidator
 from jsonschema import Draft4Validator, ValidationError
+from jsonschema.validators import extend
 
 from providers.errors import FieldError
 
 _FORMAT_CHECKER = Draft4Validator.FORMAT_CHECKER
+
+
+@functools.lru_cache(maxsize=256)
+def _ecma_regex(pattern: str) -> re.Pattern[str]:
+    # OpenAPI patterns follow ECMA-262, where `$` ends the string; Python's `$` also matches before a
+    # trailing newline, which let "1001\n" through as digits-only.
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _pattern(validator, pattern, instance, schema):
+    if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _no_nul(validator, expected_type, instance, schema):
+    # PostgreSQL cannot store U+0000 in text; refuse it in every string, whatever the backend.
+    if isinstance(instance, str) and "\x00" in instance:
+        yield ValidationError("strings must not contain the NUL character (U+0000)")
+
+
+def _with_contract_rules(base):
+    type_check = base.VALIDATORS["type"]
+
+    def type_and_no_nul(validator, expected_type, instance, schema):
+        yield from type_check(validator, expected_type, instance, schema)
+        yield from _no_nul(validator, expected_type, instance, schema)
+
+    return extend(base, {"pattern": _pattern, "type": type_and_no_nul})
+
+
+RequestValidator = _with_contract_rules(Draft4RequestValidator)
+ResponseValidator = _with_contract_rules(Draft4ResponseValidator)
 # Connexion creates its validator objects on every request; the schemas they receive are the
 # operation's own long-lived dicts, so a compiled validator can be kept per schema object.
 _compiled: dict[tuple[int, type], tuple[dict, Draft4Validator]] = {}
 
 
-def compiled_validator(schema: dict, kind: type = Draft4RequestValidator) -> Draft4Validator:
+def compiled_validator(schema: dict, kind: type = RequestValidator) -> Draft4Validator:
     """Return a Draft 4 validator (with OpenAPI's nullable) for this schema object, compiled once."""
     key = (id(schema), kind)
     entry = _compiled.get(key)
@@ -129,7 +166,7 @@ class CompiledJSONResponseValidator(JSONResponseBodyValidator):
 
     @property
     def validator(self) -> Draft4Validator:
-        return compiled_validator(self._schema, Draft4ResponseValidator)
+        return compiled_validator(self._schema, ResponseValidator)
 
     def wrap_send(self, send):
         if self._scope.get("method") == "HEAD":

@@ -1,0 +1,150 @@
+"""The outbox and the feed on SQLAlchemy, and the relay's claim of unpublished events."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, String, Uuid, select, text, update
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from contract.avro import AvroSchemas
+from providers.database import Base
+from providers.events import Event, EventFeed, Outbox
+
+OUTBOX_LOCK_KEY = 0x726F6F6D73  # "rooms": the advisory lock that orders writers' events on PostgreSQL
+RELAY_LOCK_KEY = 0x72656C6179  # "relay": held by the one relay that publishes at a time
+POLL_INTERVAL_SECONDS = 0.05
+MAX_WAITERS = 4
+
+
+class EventRow(Base):
+    """One outbox row; `published_at` is set once the broker has confirmed it."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_type_position", "type", "position"),
+        Index(
+            "ix_events_unpublished",
+            "position",
+            postgresql_where=text("published_at IS NULL"),
+            sqlite_where=text("published_at IS NULL"),
+        ),
+        {"sqlite_autoincrement": True},
+    )
+
+    position: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    type: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(100))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    entity: Mapped[bytes | None] = mapped_column(LargeBinary)
+    entity_fingerprint: Mapped[str | None] = mapped_column(String(16))
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+COLUMNS = (
+    EventRow.event_id, EventRow.type, EventRow.subject, EventRow.key, EventRow.occurred_at,
+    EventRow.position, EventRow.entity, EventRow.entity_fingerprint,
+)
+
+
+def event_from_row(row: Any) -> Event:
+    """Build an Event from a row of COLUMNS."""
+    occurred = row.occurred_at if row.occurred_at.tzinfo else row.occurred_at.replace(tzinfo=UTC)
+    return Event(str(row.event_id), row.type, row.subject, row.key, occurred, row.position,
+                 row.entity, row.entity_fingerprint)
+
+
+class SqlOutbox(Outbox):
+    """Appends events through the request's session, so they commit or roll back with the change."""
+
+    def __init__(self, session: Session, schemas: AvroSchemas) -> None:
+        self._session = session
+        self._schemas = schemas
+
+    def append(self, event_type: str, subject: str, key: str, entity: Mapping[str, Any] | None) -> None:
+        if self._session.get_bind().dialect.name == "postgresql":
+            # Positions come from a sequence at insert time, not at commit. Holding this lock until
+            # commit makes writers take positions in commit order, so a reader polling with
+            # `position > last seen` can never skip an event that commits late.
+            self._session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
+        schema = self._schemas.get(subject)
+        self._session.add(EventRow(
+            event_id=uuid.uuid4(),
+            type=event_type,
+            subject=schema.name,
+            key=key,
+            occurred_at=datetime.now(UTC),
+            entity=self._schemas.encode_single_object(subject, entity) if entity is not None else None,
+            entity_fingerprint=schema.fingerprint,
+        ))
+        self._session.flush()
+
+
+class SqlEventFeed(EventFeed):
+    """Reads committed events with short sessions of its own, so a long poll sees each new commit."""
+
+    def __init__(self, sessions: sessionmaker) -> None:
+        self._sessions = sessions
+        self._waiters = threading.BoundedSemaphore(MAX_WAITERS)
+
+    def read(self, after: int, limit: int, types: Sequence[str] | None = None, wait_seconds: float = 0) -> list[Event]:
+        events = self._read_once(after, limit, types)
+        # A long poll holds one of the worker's threads, so only a few may wait at once; the others
+        # answer at once (possibly empty) and their clients simply poll again.
+        if events or wait_seconds <= 0 or not self._waiters.acquire(blocking=False):
+            return events
+        try:
+            deadline = time.monotonic() + wait_seconds
+            while not events and time.monotonic() < deadline:
+                time.sleep(POLL_INTERVAL_SECONDS)
+                events = self._read_once(after, limit, types)
+            return events
+        finally:
+            self._waiters.release()
+
+    def _read_once(self, after: int, limit: int, types: Sequence[str] | None) -> list[Event]:
+        statement = select(*COLUMNS).where(EventRow.position > after)
+        if types:
+            statement = statement.where(EventRow.type.in_(types))
+        with self._sessions() as session:
+            rows = session.execute(statement.order_by(EventRow.position).limit(limit)).all()
+        return [event_from_row(row) for row in rows]
+
+
+def claim_unpublished(session: Session, limit: int) -> list[Event] | None:
+    """Lock and return the oldest unpublished events for this relay; None if another relay holds the turn.
+
+    One relay publishes at a time (a transaction-scoped advisory lock on PostgreSQL, the database
+    write lock on SQLite), so events go out in position order and never twice concurrently.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        if not session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}).scalar_one():
+            return None
+    else:
+        # Take SQLite's write lock now rather than at the final UPDATE, so two relays cannot both read the batch.
+        session.execute(update(EventRow).where(EventRow.position < 0).values(published_at=None))
+    statement = (
+        select(*COLUMNS)
+        .where(EventRow.published_at.is_(None))
+        .order_by(EventRow.position)
+        .limit(limit)
+    )
+    if dialect == "postgresql":
+        statement = statement.with_for_update(skip_locked=True)
+    return [event_from_row(row) for row in session.execute(statement).all()]
+
+
+def mark_published(session: Session, positions: Sequence[int]) -> None:
+    """Record that the broker confirmed these events."""
+    if positions:
+        session.execute(
+            update(EventRow).where(EventRow.position.in_(positions)).values(published_at=datetime.now(UTC))
+        )
