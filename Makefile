@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEV_KEY := dev-key-change-me
 
-.PHONY: run relay test migrate system-deps check-schemas release-schemas bench-avro clean
+.PHONY: run relay test bench migrate system-deps check-schemas release-schemas bench-avro clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ check-schemas: $(VENV)/.runtime
 ## release-schemas: record changed Avro schemas as their next released version in schemas/history/
 release-schemas: $(VENV)/.runtime
 	$(BIN)/python -m contract.evolution release
+
+## bench: the service against a plain-Flask floor on a throwaway PostgreSQL (about 7 minutes; writes bench/RESULTS.md)
+bench: $(VENV)/.runtime system-deps
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 ## bench-avro: encode/decode rate and size of a page of 100 rooms, Avro vs JSON (updates bench/RESULTS.md)
 bench-avro: $(VENV)/.runtime

@@ -88,17 +88,22 @@ def sessions_for(database_url: str):
     return engine, sessionmaker(engine, expire_on_commit=False)
 
 
-def test_events_arrive_in_order_with_confirmed_persistent_avro_messages(client, auth, settings, rabbitmq_url, exchange,
-                                                                         queue, engine):
-    make_changes(client, auth)
-    db, sessions = sessions_for(settings.database_url)
+def publish_everything(database_url: str, rabbitmq_url: str, exchange: str, batch_size: int = 10) -> None:
+    """Run relay batches in this thread until nothing is left to publish."""
+    db, sessions = sessions_for(database_url)
     publisher = AmqpPublisher(rabbitmq_url, exchange, SCHEMAS)
     try:
-        while publish_pending(sessions, publisher, 4):
+        while publish_pending(sessions, publisher, batch_size):
             pass
     finally:
         publisher.close()
         db.dispose()
+
+
+def test_events_arrive_in_order_with_confirmed_persistent_avro_messages(client, auth, settings, rabbitmq_url, exchange,
+                                                                         queue, engine):
+    make_changes(client, auth)
+    publish_everything(settings.database_url, rabbitmq_url, exchange, batch_size=4)
     expected = table_event_ids(engine)
     messages = consume_all(rabbitmq_url, queue, len(expected))
     assert [p.message_id for p, _ in messages] == expected
@@ -132,14 +137,7 @@ def test_routing_keys_are_event_types(client, auth, settings, rabbitmq_url, exch
         only_deletes = channel.queue_declare("", exclusive=True).method.queue
         channel.queue_bind(only_deletes, exchange, routing_key="*.deleted")
         make_changes(client, auth, rooms=1)
-        db, sessions = sessions_for(settings.database_url)
-        publisher = AmqpPublisher(rabbitmq_url, exchange, SCHEMAS)
-        try:
-            while publish_pending(sessions, publisher, 10):
-                pass
-        finally:
-            publisher.close()
-            db.dispose()
+        publish_everything(settings.database_url, rabbitmq_url, exchange)
         received = drain(channel, only_deletes, 1)
         assert [decode(body)["type"] for _, body in received] == ["question.deleted"]
 
