@@ -64,9 +64,10 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER, max_bytes=settings.max_body_bytes)
     app.add_middleware(RootDocsAliases, position=MiddlewarePosition.BEFORE_SWAGGER, base_path=BASE_PATH)
     register_problem_handlers(app, spec, BASE_PATH)
-    install_transaction_boundary(app.app)
     # Gives the request scope (one session per request) to everything resolved through `injector`.
     FlaskInjector(app=app.app, injector=injector)
+    # Installed after FlaskInjector, which would otherwise wrap these hooks in per-request injection.
+    install_transaction_boundary(app.app)
     app.app.extensions["injector"] = injector
     return app
 

@@ -59,7 +59,10 @@ class DatabaseModule(Module):
     @provider
     def engine(self, settings: Settings) -> Engine:
         return make_engine(
-            settings.database_url, pool_size=settings.pool_size, pool_recycle=settings.pool_recycle_seconds
+            settings.database_url,
+            pool_size=settings.pool_size,
+            pool_recycle=settings.pool_recycle_seconds,
+            pre_ping=settings.pool_pre_ping,
         )
 
     @singleton

@@ -23,6 +23,7 @@ class Settings:
     database_url: str = f"sqlite:///{DEFAULT_SQLITE_PATH}"
     pool_size: int = 10
     pool_recycle_seconds: int = 300
+    pool_pre_ping: bool = False
     address: str = "0.0.0.0"
     port: int = 9090
     api_keys: frozenset[str] = field(default_factory=frozenset)
@@ -40,6 +41,7 @@ class Settings:
             database_url=database_url_from_env(environ),
             pool_size=_int(environ, "APP_DB_CONNECTIONS", cls.pool_size, minimum=1),
             pool_recycle_seconds=_int(environ, "APP_DB_STALE_TIMEOUT", cls.pool_recycle_seconds, minimum=1),
+            pool_pre_ping=_bool(environ, "APP_DB_PRE_PING", cls.pool_pre_ping),
             address=environ.get("APP_ADDRESS", cls.address),
             port=_int(environ, "APP_PORT", cls.port, minimum=1),
             api_keys=frozenset(k.strip() for k in environ.get("APP_API_KEYS", "").split(",") if k.strip()),

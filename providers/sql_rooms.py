@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    bindparam,
     delete,
     func,
     select,
@@ -83,6 +84,10 @@ class RoomRow(Base):
 
 
 COLUMNS = tuple(RoomRow.__table__.columns)
+# Built once: constructing a select is a measurable share of a simple read (bench/RESULTS.md).
+GET_ROOM = select(*COLUMNS).where(RoomRow.id == bindparam("room_id"))
+GET_ROOM_FOR_UPDATE = GET_ROOM.with_for_update()
+SELECT_ROOMS = select(*COLUMNS)
 
 
 def columns_from_room(room: Room) -> dict[str, Any]:
@@ -175,10 +180,8 @@ class SqlRoomsProvider(RoomsProvider):
         return stored
 
     def get(self, room_id: str, *, for_update: bool = False) -> StoredRoom:
-        statement = select(*COLUMNS).where(RoomRow.id == _room_uuid(room_id))
-        if for_update:
-            statement = statement.with_for_update()
-        row = self._session.execute(statement).one_or_none()
+        statement = GET_ROOM_FOR_UPDATE if for_update else GET_ROOM
+        row = self._session.execute(statement, {"room_id": _room_uuid(room_id)}).one_or_none()
         if row is None:
             raise NotFound(f"Room {room_id} does not exist.")
         return StoredRoom(room_from_row(row), row.version)
@@ -211,7 +214,7 @@ class SqlRoomsProvider(RoomsProvider):
     def search(self, query: RoomQuery) -> RoomPage:
         field, descending = SORT_ORDERS[query.sort]
         sort_column = getattr(RoomRow, field)
-        statement = select(*COLUMNS).where(*self._filters(query))
+        statement = SELECT_ROOMS.where(*self._filters(query))
         if query.after is not None:
             position = tuple_(sort_column, RoomRow.id)
             after = tuple_(query.after.value, uuid.UUID(query.after.room_id))

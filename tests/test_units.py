@@ -30,6 +30,8 @@ def test_app_db_variables_build_a_postgresql_url_with_escaped_credentials():
     )
     assert settings.database_url == "postgresql+psycopg2://svc:p%40ss%3Aword@db:6543/rooms"
     assert settings.pool_size == 7 and settings.pool_recycle_seconds == 60
+    assert Settings.from_env({"APP_DB_PRE_PING": "true"}).pool_pre_ping is True
+    assert Settings.from_env({}).pool_pre_ping is False
 
 
 def test_api_keys_are_comma_separated_and_trimmed():
