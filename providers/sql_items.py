@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Integer, String, delete, select, update
+from sqlalchemy import BigInteger, Integer, String, delete, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from providers.database import Base
@@ -41,10 +41,9 @@ class SqlItemsProvider(ItemsProvider):
         self._outbox = outbox
 
     def create(self, new_item: Item) -> StoredItem:
-        row = ItemRow(name=new_item["name"], version=1)
-        self._session.add(row)
-        self._session.flush()
-        stored = StoredItem({"id": row.id, "name": row.name}, row.version)
+        statement = insert(ItemRow).values(name=new_item["name"], version=1).returning(ItemRow.id, ItemRow.version)
+        row = self._session.execute(statement).one()
+        stored = StoredItem({"id": row.id, "name": new_item["name"]}, row.version)
         self._outbox.append("item.created", ITEM_SCHEMA, str(row.id), stored.item)
         return stored
 
