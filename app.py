@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import orjson
@@ -27,6 +28,13 @@ from web.validation import validator_map
 BASE_PATH = "/v1"
 
 
+class _DropMultipleContentTypesWarning(logging.Filter):
+    """Connexion warns on every request to an operation that accepts JSON and Avro; that is by design here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("this operation accepts multiple content types")
+
+
 class _OrjsonModule:
     """The json-module interface Connexion's Jsonifier expects, backed by orjson."""
 
@@ -42,6 +50,7 @@ class _OrjsonModule:
 def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = ()) -> FlaskApp:
     """Build the service: spec-driven routing and validation, injected handlers, one transaction per request."""
     settings = settings or Settings.from_env()
+    _quiet_connexion_logger()
     spec = load_spec()
     contract = Contract(rules=ContractRules(spec), schemas=AvroSchemas())
     injector = build_injector(settings, contract, overrides=modules)
@@ -70,6 +79,12 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     install_transaction_boundary(app.app)
     app.app.extensions["injector"] = injector
     return app
+
+
+def _quiet_connexion_logger() -> None:
+    operations_logger = logging.getLogger("connexion.operations.openapi3")
+    if not any(isinstance(f, _DropMultipleContentTypesWarning) for f in operations_logger.filters):
+        operations_logger.addFilter(_DropMultipleContentTypesWarning())
 
 
 def dispose_app(app: FlaskApp) -> None:
