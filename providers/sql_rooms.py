@@ -16,16 +16,18 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TextClause,
     UniqueConstraint,
     Uuid,
     bindparam,
     delete,
     func,
     select,
+    text,
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -88,6 +90,22 @@ COLUMNS = tuple(RoomRow.__table__.columns)
 GET_ROOM = select(*COLUMNS).where(RoomRow.id == bindparam("room_id"))
 GET_ROOM_FOR_UPDATE = GET_ROOM.with_for_update()
 SELECT_ROOMS = select(*COLUMNS)
+
+
+def _insert_room_on_postgresql() -> TextClause:
+    # SQLAlchemy never caches the compiled form of PostgreSQL's INSERT ... ON CONFLICT (its Insert
+    # sets inherit_cache = False), so each POST compiled it again: about a quarter of a create's
+    # Python work in bench/. A typed text() statement is compiled once.
+    names = [column.name for column in COLUMNS]
+    sql = (
+        f"INSERT INTO rooms ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)}) "
+        f"ON CONFLICT (url) DO NOTHING RETURNING {', '.join(names)}"
+    )
+    typed = [bindparam(column.name, type_=column.type) for column in COLUMNS]
+    return text(sql).bindparams(*typed).columns(*COLUMNS)
+
+
+INSERT_ROOM_POSTGRESQL = _insert_room_on_postgresql()
 
 
 def columns_from_room(room: Room) -> dict[str, Any]:
@@ -170,9 +188,11 @@ class SqlRoomsProvider(RoomsProvider):
         }
         # ON CONFLICT DO NOTHING waits for a concurrent insert of the same url to finish
         # and then yields no row, so a race ends as one 201 and 409s, never as an error.
-        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        statement = insert(RoomRow).values(values).on_conflict_do_nothing(index_elements=["url"]).returning(*COLUMNS)
-        row = self._session.execute(statement).one_or_none()
+        if self._dialect == "postgresql":
+            row = self._session.execute(INSERT_ROOM_POSTGRESQL, values).one_or_none()
+        else:
+            statement = sqlite.insert(RoomRow).values(values).on_conflict_do_nothing(index_elements=["url"])
+            row = self._session.execute(statement.returning(*COLUMNS)).one_or_none()
         if row is None:
             raise self._url_conflict(new_room["url"])
         stored = StoredRoom(room_from_row(row), row.version)

@@ -1,0 +1,154 @@
+"""The floor: the least a Flask + SQLAlchemy app must do to answer the benchmarked room operations.
+
+It answers `GET /v1/rooms/{id}`, `GET /v1/rooms?city=...&limit=...` and `POST /v1/rooms` from the
+service's database with the service's JSON shape, SQL and pool size, but without OpenAPI routing,
+validation, dependency injection or an ORM session. It exists only so the benchmark can say how far
+the service is from what the same stack costs at minimum; never serve it for real.
+
+Configuration comes from the same variables as the service: DATABASE_URL, APP_DB_CONNECTIONS,
+APP_DB_STALE_TIMEOUT and APP_API_KEYS.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from datetime import UTC, datetime
+
+import orjson
+from flask import Flask, Response, request
+from sqlalchemy import create_engine, text
+
+_POOL_SIZE = int(os.environ.get("APP_DB_CONNECTIONS") or 10)
+_API_KEYS = frozenset(key.strip() for key in os.environ.get("APP_API_KEYS", "").split(",") if key.strip())
+
+# Same pool size, overflow and recycle as providers.database.make_engine; no pre-ping, because a
+# floor does only what answering needs.
+engine = create_engine(
+    os.environ["DATABASE_URL"],
+    pool_size=_POOL_SIZE,
+    max_overflow=_POOL_SIZE,
+    pool_recycle=int(os.environ.get("APP_DB_STALE_TIMEOUT") or 300),
+)
+
+_COLUMNS = (
+    "id, name, description, price, recurrency, provider, url, monthly_price, property_size, lat, lon, "
+    "area_name, area_country, area_city, area_lat, area_lon, is_visible, images, version, created_at, updated_at"
+)
+_GET = text(f"SELECT {_COLUMNS} FROM rooms WHERE id = CAST(:id AS uuid)")
+_SEARCH = text(f"SELECT {_COLUMNS} FROM rooms WHERE area_city = :city ORDER BY created_at, id LIMIT :limit")
+_INSERT = text(
+    "INSERT INTO rooms (id, name, description, price, recurrency, provider, url, monthly_price, property_size, "
+    "lat, lon, area_name, area_country, area_city, area_lat, area_lon, is_visible, images, version, "
+    "created_at, updated_at) VALUES (CAST(:id AS uuid), :name, :description, :price, :recurrency, :provider, "
+    ":url, :monthly_price, :property_size, :lat, :lon, :area_name, :area_country, :area_city, :area_lat, "
+    ":area_lon, :is_visible, CAST(:images AS json), 1, :now, :now) "
+    f"ON CONFLICT (url) DO NOTHING RETURNING {_COLUMNS}"
+)
+
+app = Flask(__name__)
+
+
+def _json(body, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), status, headers, mimetype="application/json")
+
+
+def _problem(status: int, title: str, detail: str) -> Response:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return Response(orjson.dumps(body), status, mimetype="application/problem+json")
+
+
+def room_from_row(row) -> dict:
+    """Return the API shape of a room row (the same members as providers.sql_rooms.room_from_row)."""
+    room = {
+        "id": str(row.id),
+        "name": row.name,
+        "description": row.description,
+        "price": row.price,
+        "recurrency": row.recurrency,
+        "provider": row.provider,
+        "url": row.url,
+        "monthly_price": row.monthly_price,
+        "property_size": row.property_size,
+        "coordinates": {"lat": float(row.lat), "lon": float(row.lon)},
+        "is_visible": row.is_visible,
+        "images": list(row.images or []),
+        "created_at": row.created_at.astimezone(UTC),
+        "updated_at": row.updated_at.astimezone(UTC),
+    }
+    if row.area_name is not None:
+        area = {"name": row.area_name, "country": row.area_country, "city": row.area_city}
+        if row.area_lat is not None:
+            area["coordinates"] = {"lat": float(row.area_lat), "lon": float(row.area_lon)}
+        room["area"] = area
+    return room
+
+
+@app.get("/v1/rooms/<room_id>")
+def get_room(room_id: str) -> Response:
+    """Return one room."""
+    try:
+        uuid.UUID(room_id)
+    except ValueError:
+        return _problem(404, "Not Found", f"Room {room_id} does not exist.")
+    with engine.connect() as connection:
+        row = connection.execute(_GET, {"id": room_id}).one_or_none()
+    if row is None:
+        return _problem(404, "Not Found", f"Room {room_id} does not exist.")
+    return _json(room_from_row(row), 200, {"ETag": f'"{row.version}"'})
+
+
+@app.get("/v1/rooms")
+def search_rooms() -> Response:
+    """Return one page of the rooms in `city`, oldest first (the service's default sort)."""
+    city = request.args.get("city")
+    limit = int(request.args.get("limit", 20))
+    with engine.connect() as connection:
+        rows = connection.execute(_SEARCH, {"city": city, "limit": limit + 1}).all()
+    rooms = [room_from_row(row) for row in rows[:limit]]
+    next_cursor = None
+    headers = {}
+    if len(rows) > limit:
+        last = rooms[-1]
+        payload = {"s": "created_at", "v": last["created_at"].isoformat(), "i": last["id"]}
+        next_cursor = base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode()
+        headers["Link"] = f'<{request.path}?city={city}&limit={limit}&cursor={next_cursor}>; rel="next"'
+    return _json({"data": rooms, "next_cursor": next_cursor}, 200, headers)
+
+
+@app.post("/v1/rooms")
+def create_room() -> Response:
+    """Store a new room (no validation: the floor trusts its benchmark client)."""
+    if request.headers.get("X-API-Key") not in _API_KEYS:
+        return _problem(401, "Unauthorized", "A valid X-API-Key header is required.")
+    room = orjson.loads(request.get_data())
+    area = room.get("area")
+    area_point = (area or {}).get("coordinates") or {}
+    values = {
+        "id": str(uuid.uuid4()),
+        "name": room["name"],
+        "description": room["description"],
+        "price": room["price"],
+        "recurrency": room["recurrency"],
+        "provider": room["provider"],
+        "url": room["url"],
+        "monthly_price": room["monthly_price"],
+        "property_size": room["property_size"],
+        "lat": float(room["coordinates"]["lat"]),
+        "lon": float(room["coordinates"]["lon"]),
+        "area_name": area["name"] if area else None,
+        "area_country": area["country"] if area else None,
+        "area_city": area["city"] if area else None,
+        "area_lat": float(area_point["lat"]) if area_point else None,
+        "area_lon": float(area_point["lon"]) if area_point else None,
+        "is_visible": room.get("is_visible", True),
+        "images": orjson.dumps([{"url": image["url"]} for image in room.get("images", [])]).decode(),
+        "now": datetime.now(UTC),
+    }
+    with engine.begin() as connection:
+        row = connection.execute(_INSERT, values).one_or_none()
+    if row is None:
+        return _problem(409, "Conflict", f"A room already has the url {room['url']}.")
+    headers = {"Location": f"/v1/rooms/{row.id}", "ETag": f'"{row.version}"'}
+    return _json(room_from_row(row), 201, headers)
