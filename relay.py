@@ -120,20 +120,9 @@ class Relay:
                 try:
                     count = publish_pending(self._sessions, self._publisher, self._settings.relay_batch_size)
                     backoff = 0.5
-                except (pika.exceptions.AMQPError, OSError) as error:
+                except Exception as error:  # noqa: BLE001 - a relay must outlive surprises; nothing was marked
                     self._publisher.close()
-                    logger.warning("Broker unavailable (%s); retrying in %.1f s", error or type(error).__name__, backoff)
-                    self.stopping.wait(backoff)
-                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                    continue
-                except SQLAlchemyError as error:
-                    logger.warning("Database unavailable (%s); retrying in %.1f s", error, backoff)
-                    self.stopping.wait(backoff)
-                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                    continue
-                except Exception:  # noqa: BLE001 - a relay must outlive surprises; nothing was marked
-                    self._publisher.close()
-                    logger.exception("Unexpected failure while relaying; retrying in %.1f s", backoff)
+                    _log_failure(error, backoff)
                     self.stopping.wait(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                     continue
@@ -144,6 +133,15 @@ class Relay:
             self._publisher.close()
             self._engine.dispose()
             logger.info("Relay stopped after publishing %d events", self.published)
+
+
+def _log_failure(error: Exception, backoff: float) -> None:
+    if isinstance(error, (pika.exceptions.AMQPError, OSError)):
+        logger.warning("Broker unavailable (%s); retrying in %.1f s", error or type(error).__name__, backoff)
+    elif isinstance(error, SQLAlchemyError):
+        logger.warning("Database unavailable (%s); retrying in %.1f s", error, backoff)
+    else:
+        logger.error("Unexpected failure while relaying; retrying in %.1f s", backoff, exc_info=error)
 
 
 def main() -> int:

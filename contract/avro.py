@@ -188,10 +188,10 @@ def to_datum(schema: Mapping[str, Any], entity: Mapping[str, Any]) -> dict[str, 
             value = copy.deepcopy(field["default"])
         record = _record_type(field["type"])
         if value is not None and record is not None:
-            value = to_datum(record, value) if not _is_array(field["type"]) else value
+            value = to_datum(record, value)
         elif value is not None and _is_array(field["type"]):
-            items = field["type"]["items"]
-            if isinstance(items, dict) and items.get("type") == "record":
+            items = _record_type(field["type"]["items"])
+            if items is not None:
                 value = [to_datum(items, element) for element in value]
         datum[field["name"]] = value
     return datum

@@ -29,17 +29,25 @@ SCHEMAS = AvroSchemas()
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
-def rooms(request: pytest.FixtureRequest, tmp_path) -> Iterator[RoomsProvider]:
-    """A provider of each kind; SQL ones work inside one session, as a request would."""
+def session_or_none(request: pytest.FixtureRequest, tmp_path) -> Iterator[Session | None]:
+    """None for the in-memory implementations, else a session on a fresh database of that backend."""
     if request.param == "memory":
-        yield InMemoryRoomsProvider()
+        yield None
         return
     with fresh_database(request, request.param, tmp_path) as url:
         engine = make_engine(url, pool_size=2)
         with Session(engine) as session:
-            yield SqlRoomsProvider(session, SqlOutbox(session, SCHEMAS))
+            yield session
             session.rollback()
         engine.dispose()
+
+
+@pytest.fixture
+def rooms(session_or_none: Session | None) -> RoomsProvider:
+    """A rooms provider of each kind; SQL ones work inside one session, as a request would."""
+    if session_or_none is None:
+        return InMemoryRoomsProvider()
+    return SqlRoomsProvider(session_or_none, SqlOutbox(session_or_none, SCHEMAS))
 
 
 def test_create_then_get_round_trips(rooms):
@@ -120,20 +128,6 @@ def test_sql_provider_never_commits(database_url):
         assert connection.execute(sa.text("SELECT count(*) FROM rooms")).scalar_one() == 0
     engine.dispose()
 
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-def session_or_none(request: pytest.FixtureRequest, tmp_path) -> Iterator[Session | None]:
-    """None for the in-memory implementations, else a session on a fresh database of that backend."""
-    if request.param == "memory":
-        yield None
-        return
-    with fresh_database(request, request.param, tmp_path) as url:
-        engine = make_engine(url, pool_size=2)
-        with Session(engine) as session:
-            yield session
-            session.rollback()
-        engine.dispose()
 
 
 def test_items_providers_agree(session_or_none):

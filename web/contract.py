@@ -9,7 +9,7 @@ import yaml
 from connexion.json_schema import ExtendedSafeLoader, resolve_refs
 
 from providers.errors import FieldError, InvalidInput
-from web.validation import compiled_validator, field_errors
+from web.validation import compiled_validator, describe_errors, field_errors
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "swagger" / "openapi.yaml"
 
@@ -34,8 +34,4 @@ class ContractRules:
         """Raise InvalidInput listing every field of `document` that breaks `schema_name`."""
         errors = self.errors(schema_name, document)
         if errors:
-            noun = "error" if len(errors) == 1 else "errors"
-            raise InvalidInput(
-                f"{len(errors)} validation {noun} in the {what}: " + "; ".join(f"{e.path}: {e.message}" for e in errors),
-                errors,
-            )
+            raise InvalidInput(describe_errors(what, errors), errors)

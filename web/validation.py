@@ -87,14 +87,18 @@ def field_errors(errors: t.Iterable[ValidationError], root: str = "$") -> list[F
     return result
 
 
+def describe_errors(where: str, errors: list[FieldError]) -> str:
+    """Return the problem detail that summarises every failing field."""
+    noun = "error" if len(errors) == 1 else "errors"
+    return f"{len(errors)} validation {noun} in the {where}: " + "; ".join(f"{e.path}: {e.message}" for e in errors)
+
+
 def validation_problem(where: str, errors: list[FieldError]) -> ProblemException:
     """Build the 400 problem that lists every failing field."""
-    noun = "error" if len(errors) == 1 else "errors"
     return ProblemException(
         status=400,
         title="Bad Request",
-        detail=f"{len(errors)} validation {noun} in the {where}: "
-        + "; ".join(f"{e.path}: {e.message}" for e in errors),
+        detail=describe_errors(where, errors),
         ext={"errors": [{"path": e.path, "message": e.message} for e in errors]},
     )
 
