@@ -69,14 +69,16 @@ class SqlOutbox(Outbox):
         self._schemas = schemas
 
     def append(self, event_type: str, subject: str, key: str, entity: Mapping[str, Any] | None) -> None:
-        if self._session.get_bind().dialect.name == "postgresql":
+        # Core statements on the session's connection, inside its transaction (no ORM execute path).
+        connection = self._session.connection()
+        if connection.dialect.name == "postgresql":
             # Positions come from a sequence at insert time, not at commit. Holding this lock until
             # commit makes writers take positions in commit order, so a reader polling with
             # `position > last seen` can never skip an event that commits late.
-            self._session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
         schema = self._schemas.get(subject)
         # A Core INSERT: the ORM unit of work costs several times more for a row nobody reads back here.
-        self._session.execute(insert(EventRow), {
+        connection.execute(insert(EventRow), {
             "event_id": uuid.uuid4(),
             "type": event_type,
             "subject": schema.name,

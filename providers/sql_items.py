@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Integer, String, delete, insert, select, update
+from sqlalchemy import BigInteger, Connection, Integer, String, delete, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from providers.database import Base
@@ -42,7 +42,7 @@ class SqlItemsProvider(ItemsProvider):
 
     def create(self, new_item: Item) -> StoredItem:
         statement = insert(ItemRow).values(name=new_item["name"], version=1).returning(ItemRow.id, ItemRow.version)
-        row = self._session.execute(statement).one()
+        row = self._connection.execute(statement).one()
         stored = StoredItem({"id": row.id, "name": new_item["name"]}, row.version)
         self._outbox.append("item.created", ITEM_SCHEMA, str(row.id), stored.item)
         return stored
@@ -51,7 +51,7 @@ class SqlItemsProvider(ItemsProvider):
         statement = select(ItemRow.id, ItemRow.name, ItemRow.version).where(ItemRow.id == item_id)
         if for_update:
             statement = statement.with_for_update()
-        row = self._session.execute(statement).one_or_none() if _is_storable_id(item_id) else None
+        row = self._connection.execute(statement).one_or_none() if _is_storable_id(item_id) else None
         if row is None:
             raise NotFound(f"Item {item_id} does not exist.")
         return StoredItem({"id": row.id, "name": row.name}, row.version)
@@ -63,7 +63,7 @@ class SqlItemsProvider(ItemsProvider):
             .values(name=item["name"], version=ItemRow.version + 1)
             .returning(ItemRow.id, ItemRow.name, ItemRow.version)
         )
-        row = self._session.execute(statement).one_or_none() if _is_storable_id(item_id) else None
+        row = self._connection.execute(statement).one_or_none() if _is_storable_id(item_id) else None
         if row is None:
             raise NotFound(f"Item {item_id} does not exist.")
         stored = StoredItem({"id": row.id, "name": row.name}, row.version)
@@ -71,7 +71,7 @@ class SqlItemsProvider(ItemsProvider):
         return stored
 
     def delete(self, item_id: int) -> None:
-        if not _is_storable_id(item_id) or self._session.execute(delete(ItemRow).where(ItemRow.id == item_id)).rowcount == 0:
+        if not _is_storable_id(item_id) or self._connection.execute(delete(ItemRow).where(ItemRow.id == item_id)).rowcount == 0:
             raise NotFound(f"Item {item_id} does not exist.")
         self._outbox.append("item.deleted", ITEM_SCHEMA, str(item_id), None)
 
@@ -81,5 +81,11 @@ class SqlItemsProvider(ItemsProvider):
             statement = statement.where(ItemRow.name.icontains(query.name, autoescape=True))
         if query.after_id is not None:
             statement = statement.where(ItemRow.id > query.after_id)
-        rows = self._session.execute(statement.order_by(ItemRow.id).limit(query.limit + 1)).all()
+        rows = self._connection.execute(statement.order_by(ItemRow.id).limit(query.limit + 1)).all()
         return item_page([{"id": row.id, "name": row.name} for row in rows], query.limit)
+
+    @property
+    def _connection(self) -> Connection:
+        # Core statements run on the session's connection, inside its transaction: the ORM's execute
+        # path adds about a hundred Python calls per statement that these queries do not use.
+        return self._session.connection()

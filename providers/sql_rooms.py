@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -10,10 +11,12 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Connection,
     DateTime,
     Double,
     Index,
     Integer,
+    Select,
     String,
     Text,
     TextClause,
@@ -189,10 +192,10 @@ class SqlRoomsProvider(RoomsProvider):
         # ON CONFLICT DO NOTHING waits for a concurrent insert of the same url to finish
         # and then yields no row, so a race ends as one 201 and 409s, never as an error.
         if self._dialect == "postgresql":
-            row = self._session.execute(INSERT_ROOM_POSTGRESQL, values).one_or_none()
+            row = self._connection.execute(INSERT_ROOM_POSTGRESQL, values).one_or_none()
         else:
             statement = sqlite.insert(RoomRow).values(values).on_conflict_do_nothing(index_elements=["url"])
-            row = self._session.execute(statement.returning(*COLUMNS)).one_or_none()
+            row = self._connection.execute(statement.returning(*COLUMNS)).one_or_none()
         if row is None:
             raise self._url_conflict(new_room["url"])
         stored = StoredRoom(room_from_row(row), row.version)
@@ -201,7 +204,7 @@ class SqlRoomsProvider(RoomsProvider):
 
     def get(self, room_id: str, *, for_update: bool = False) -> StoredRoom:
         statement = GET_ROOM_FOR_UPDATE if for_update else GET_ROOM
-        row = self._session.execute(statement, {"room_id": _room_uuid(room_id)}).one_or_none()
+        row = self._connection.execute(statement, {"room_id": _room_uuid(room_id)}).one_or_none()
         if row is None:
             raise NotFound(f"Room {room_id} does not exist.")
         return StoredRoom(room_from_row(row), row.version)
@@ -215,7 +218,7 @@ class SqlRoomsProvider(RoomsProvider):
         )
         try:
             with self._session.begin_nested():
-                row = self._session.execute(statement).one_or_none()
+                row = self._connection.execute(statement).one_or_none()
         except IntegrityError:
             raise self._url_conflict(room["url"]) from None
         if row is None:
@@ -226,63 +229,92 @@ class SqlRoomsProvider(RoomsProvider):
 
     def delete(self, room_id: str) -> None:
         key = _room_uuid(room_id)
-        result = self._session.execute(delete(RoomRow).where(RoomRow.id == key))
+        result = self._connection.execute(delete(RoomRow).where(RoomRow.id == key))
         if result.rowcount == 0:
             raise NotFound(f"Room {room_id} does not exist.")
         self._outbox.append("room.deleted", ROOM_SCHEMA, str(key), None)
 
     def search(self, query: RoomQuery) -> RoomPage:
-        field, descending = SORT_ORDERS[query.sort]
-        sort_column = getattr(RoomRow, field)
-        statement = SELECT_ROOMS.where(*self._filters(query))
-        if query.after is not None:
-            position = tuple_(sort_column, RoomRow.id)
-            after = tuple_(query.after.value, uuid.UUID(query.after.room_id))
-            statement = statement.where(position < after if descending else position > after)
-        order = (sort_column.desc(), RoomRow.id.desc()) if descending else (sort_column.asc(), RoomRow.id.asc())
-        statement = statement.order_by(*order).limit(query.limit + 1)
-        rows = self._session.execute(statement).all()
+        shape, parameters = _search_shape(query)
+        rows = self._connection.execute(_search_statement(*shape), parameters).all()
         return page_from([room_from_row(row) for row in rows], query)
 
-    @staticmethod
-    def _filters(query: RoomQuery) -> list[Any]:
-        filters: list[Any] = []
-        if query.city is not None:
-            filters.append(RoomRow.area_city == query.city)
-        if query.country is not None:
-            filters.append(RoomRow.area_country == query.country)
-        if query.provider is not None:
-            filters.append(RoomRow.provider == query.provider)
-        if query.min_price is not None:
-            filters.append(RoomRow.price >= query.min_price)
-        if query.max_price is not None:
-            filters.append(RoomRow.price <= query.max_price)
-        if query.visible is not None:
-            filters.append(RoomRow.is_visible.is_(query.visible))
-        circle = query.near
-        if circle is not None and (bound := circle.haversine_bound()) is not None:
-            low_lat, high_lat = circle.latitude_band()
-            filters.append(RoomRow.lat.between(low_lat, high_lat))
-            if (band := circle.longitude_band()) is not None:
-                filters.append(RoomRow.lon.between(*band))
-            filters.append(_haversine_term(circle.lat, circle.lon) <= bound)
-        return filters
+    @property
+    def _connection(self) -> Connection:
+        # Core statements run on the session's connection, inside its transaction: the ORM's execute
+        # path adds about a hundred Python calls per statement that these queries do not use.
+        return self._session.connection()
 
     def _url_conflict(self, url: str) -> Conflict:
-        existing = self._session.scalar(select(RoomRow.id).where(RoomRow.url == url))
+        existing = self._connection.scalar(select(RoomRow.id).where(RoomRow.url == url))
         owner = str(existing) if existing is not None else None
         return Conflict(f"Room {owner} already has the url {url}.", owner)
 
     @property
     def _dialect(self) -> str:
-        return self._session.get_bind().dialect.name
+        return self._connection.dialect.name
 
 
-def _haversine_term(lat: float, lon: float) -> Any:
+# The search filters that compare one column with the query's value of the same name.
+_EQUALITY_FILTERS = {"city": RoomRow.area_city, "country": RoomRow.area_country, "provider": RoomRow.provider,
+                     "visible": RoomRow.is_visible}
+
+
+def _search_shape(query: RoomQuery) -> tuple[tuple[tuple[str, ...], str | None, str, bool], dict[str, Any]]:
+    """Split a query into its shape (which filters, sort, cursor) and the values bound into it."""
+    parameters: dict[str, Any] = {"limit": query.limit + 1}
+    filters = []
+    for name in ("city", "country", "provider", "visible", "min_price", "max_price"):
+        value = getattr(query, name)
+        if value is not None:
+            filters.append(name)
+            parameters[name] = value
+    near = None
+    circle = query.near
+    if circle is not None and (bound := circle.haversine_bound()) is not None:
+        low_lat, high_lat = circle.latitude_band()
+        parameters |= {"lat": circle.lat, "lon": circle.lon, "low_lat": low_lat, "high_lat": high_lat, "bound": bound}
+        near = "circle"
+        if (band := circle.longitude_band()) is not None:
+            parameters |= {"low_lon": band[0], "high_lon": band[1]}
+            near = "circle in longitude band"
+    if query.after is not None:
+        parameters |= {"after_value": query.after.value, "after_id": uuid.UUID(query.after.room_id)}
+    return (tuple(filters), near, query.sort, query.after is not None), parameters
+
+
+@functools.lru_cache(maxsize=512)
+def _search_statement(filters: tuple[str, ...], near: str | None, sort: str, after: bool) -> Select:
+    # One statement per query shape, values bound at execution: building a select and computing its
+    # cache key on every search cost about as much as running it (bench/RESULTS.md).
+    statement = SELECT_ROOMS
+    for name in filters:
+        if name in _EQUALITY_FILTERS:
+            statement = statement.where(_EQUALITY_FILTERS[name] == bindparam(name))
+        elif name == "min_price":
+            statement = statement.where(RoomRow.price >= bindparam(name))
+        else:
+            statement = statement.where(RoomRow.price <= bindparam(name))
+    if near is not None:
+        statement = statement.where(RoomRow.lat.between(bindparam("low_lat"), bindparam("high_lat")))
+        if near == "circle in longitude band":
+            statement = statement.where(RoomRow.lon.between(bindparam("low_lon"), bindparam("high_lon")))
+        statement = statement.where(_haversine_term(bindparam("lat", type_=Double), bindparam("lon", type_=Double))
+                                    <= bindparam("bound", type_=Double))
+    field, descending = SORT_ORDERS[sort]
+    sort_column = getattr(RoomRow, field)
+    if after:
+        position = tuple_(sort_column, RoomRow.id)
+        cursor = tuple_(bindparam("after_value", type_=sort_column.type), bindparam("after_id", type_=Uuid()))
+        statement = statement.where(position < cursor if descending else position > cursor)
+    order = (sort_column.desc(), RoomRow.id.desc()) if descending else (sort_column.asc(), RoomRow.id.asc())
+    return statement.order_by(*order).limit(bindparam("limit", type_=Integer))
+
+
+def _haversine_term(lat: Any, lon: Any) -> Any:
     """SQL for the haversine of the central angle between each room and (lat, lon)."""
     phi = func.radians(RoomRow.lat)
     half_dphi = (phi - func.radians(lat)) / 2
     half_dlambda = (func.radians(RoomRow.lon) - func.radians(lon)) / 2
     sin_dphi, sin_dlambda = func.sin(half_dphi), func.sin(half_dlambda)
     return sin_dphi * sin_dphi + func.cos(func.radians(lat)) * func.cos(phi) * sin_dlambda * sin_dlambda
-
