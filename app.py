@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from functools import partial
 
 import orjson
 from connexion import FlaskApp
 from connexion.jsonifier import Jsonifier
-from connexion.middleware import MiddlewarePosition
+from connexion.middleware.context import ContextMiddleware
+from connexion.middleware.exceptions import ExceptionMiddleware
+from connexion.middleware.lifespan import LifespanMiddleware
+from connexion.middleware.request_validation import RequestValidationMiddleware
+from connexion.middleware.response_validation import ResponseValidationMiddleware
+from connexion.middleware.routing import RoutingMiddleware
+from connexion.middleware.security import SecurityMiddleware
+from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.options import SwaggerUIOptions
 from flask_injector import FlaskInjector
 from injector import Module
@@ -19,7 +27,7 @@ from settings import Settings
 from web.avro_bodies import avro_body_validator
 from web.contract import ContractRules, load_spec
 from web.injection import InjectingResolver
-from web.middleware import BodySizeLimit, ControlCharactersInPath, RootDocsAliases
+from web.middleware import BodySizeLimit, ControlCharactersInPath, RootDocsAliases, SwaggerUIOnDocsPaths
 from web.problems import register_problem_handlers
 from web.security import api_key_security_map
 from web.transactions import install_transaction_boundary
@@ -57,6 +65,7 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
 
     app = FlaskApp(
         __name__,
+        middlewares=_middleware_stack(settings),
         jsonifier=Jsonifier(_OrjsonModule),
         validator_map=validator_map(avro_body=avro_body_validator(contract.schemas, contract.rules)),
         security_map=api_key_security_map(settings.api_keys),
@@ -69,9 +78,6 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
         validate_responses=settings.validate_responses,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_config={"persistAuthorization": True}),
     )
-    app.add_middleware(ControlCharactersInPath, position=MiddlewarePosition.BEFORE_SWAGGER)
-    app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RootDocsAliases, position=MiddlewarePosition.BEFORE_SWAGGER, base_path=BASE_PATH)
     register_problem_handlers(app, spec, BASE_PATH)
     # Gives the request scope (one session per request) to everything resolved through `injector`.
     FlaskInjector(app=app.app, injector=injector)
@@ -79,6 +85,28 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     install_transaction_boundary(app.app)
     app.app.extensions["injector"] = injector
     return app
+
+
+def _middleware_stack(settings: Settings) -> list:
+    """Connexion's default middleware stack, outermost first, with ours in front of the docs and routing."""
+    stack = [
+        ServerErrorMiddleware,
+        ExceptionMiddleware,
+        ControlCharactersInPath,
+        partial(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        partial(RootDocsAliases, base_path=BASE_PATH),
+        partial(SwaggerUIOnDocsPaths, base_path=BASE_PATH),
+        RoutingMiddleware,
+        SecurityMiddleware,
+        RequestValidationMiddleware,
+        ResponseValidationMiddleware,
+        LifespanMiddleware,
+        ContextMiddleware,
+    ]
+    if not settings.validate_responses:
+        # With validation off it only passes every request and response through.
+        stack.remove(ResponseValidationMiddleware)
+    return stack
 
 
 def _quiet_connexion_logger() -> None:

@@ -1,9 +1,11 @@
-"""ASGI middleware around the Connexion stack: body-size limit and root aliases for the docs."""
+"""ASGI middleware around the Connexion stack: body-size limit, path checks and the docs' routes."""
 
 from __future__ import annotations
 
+import re
+
 from connexion.exceptions import ProblemException
-from starlette.datastructures import Headers
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,9 +28,9 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            raise PayloadTooLarge(self.max_bytes)
+        for name, value in scope["headers"]:
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
+                raise PayloadTooLarge(self.max_bytes)
         received = 0
 
         async def limited_receive() -> Message:
@@ -42,6 +44,9 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
 
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+
+
 class ControlCharactersInPath:
     """Answer 400 for a path with control characters: Connexion's router cannot match them (its mount
     regex stops at a newline), and the request would reach Flask without security or validation."""
@@ -50,7 +55,7 @@ class ControlCharactersInPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and any(ord(c) < 0x20 or ord(c) == 0x7F for c in scope["path"]):
+        if scope["type"] == "http" and _CONTROL_CHARACTER.search(scope["path"]):
             raise ProblemException(status=400, title="Bad Request", detail="The request path contains control characters.")
         await self.app(scope, receive, send)
 
@@ -72,3 +77,21 @@ class RootDocsAliases:
                 aliased = self.base_path + path
                 scope = {**scope, "path": aliased, "raw_path": aliased.encode()}
         await self.app(scope, receive, send)
+
+
+class SwaggerUIOnDocsPaths(SwaggerUIMiddleware):
+    """Connexion's Swagger UI middleware, consulted only for the paths it serves.
+
+    Its router otherwise tries every docs route on every API request before passing it on: a few
+    dozen Python calls per request for nothing (bench/RESULTS.md).
+    """
+
+    def __init__(self, app: ASGIApp, *, base_path: str) -> None:
+        super().__init__(app)
+        self._docs_paths = (f"{base_path}/ui", f"{base_path}/openapi.json", f"{base_path}/openapi.yaml")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(self._docs_paths):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
