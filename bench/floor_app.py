@@ -1,6 +1,6 @@
 """The floor: the least a Flask + SQLAlchemy app must do to answer the benchmarked room operations.
 
-It answers `GET /v1/rooms/{id}`, `GET /v1/rooms?city=...&limit=...` and `POST /v1/rooms` from the
+It answers `GET /v1/health`, `GET /v1/rooms/{id}`, `GET /v1/rooms?city=...&limit=...` and `POST /v1/rooms` from the
 service's database with the service's JSON shape, SQL and pool size, but without OpenAPI routing,
 validation, dependency injection or an ORM session. It exists only so the benchmark can say how far
 the service is from what the same stack costs at minimum; never serve it for real.
@@ -83,6 +83,12 @@ def room_from_row(row) -> dict:
             area["coordinates"] = {"lat": float(row.area_lat), "lon": float(row.area_lon)}
         room["area"] = area
     return room
+
+
+@app.get("/v1/health")
+def check_health() -> Response:
+    """Answer the liveness check: measures what the server and framework cost by themselves."""
+    return _json({"status": "ok"})
 
 
 @app.get("/v1/rooms/<room_id>")

@@ -376,7 +376,7 @@ def profile_service(service: Server, scenario: Scenario, options: argparse.Names
 def check_parity(service: Server, floor: Server, ids: list[str], api_key: str) -> None:
     """Fail unless the floor answers with the service's JSON for the same room, the same page and a new room."""
     # Also run for every experiment target, so a broken patch fails before any load.
-    for path in (f"/v1/rooms/{ids[1]}", "/v1/rooms?city=Berlin&limit=20"):
+    for path in ("/v1/health", f"/v1/rooms/{ids[1]}", "/v1/rooms?city=Berlin&limit=20"):
         (status_s, body_s), (status_f, body_f) = (http_request(s.port, "GET", path) for s in (service, floor))
         if status_s != 200 or status_f != 200 or json.loads(body_s) != json.loads(body_f):
             raise RuntimeError(f"{service.name} and floor disagree on GET {path}:\n{status_s} {body_s!r}\n{status_f} {body_f!r}")
@@ -418,7 +418,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rooms", type=int, default=10_000, help="rooms to seed")
     parser.add_argument("--items", type=int, default=1_000, help="items to seed")
     parser.add_argument("--seed", type=int, default=6, help="random seed of the generated data")
-    parser.add_argument("--scenarios", default="get_room,get_room_avro,search_city,create_room",
+    parser.add_argument("--scenarios", default="health,get_room,get_room_avro,search_city,create_room",
                         help="comma-separated subset")
     parser.add_argument("--experiment", action="append", default=[], metavar="PATCH[,PATCH]",
                         help="also serve the service with these bench/experiments.py patches (repeatable)")
@@ -512,6 +512,9 @@ def run(options: argparse.Namespace, work: Path, postgres: ThrowawayPostgres, se
             time.sleep(3600)
 
     scenarios = [
+        # No database and no injection: what uvicorn + Connexion + Flask cost by themselves, against
+        # gunicorn + Flask. It bounds the ratio any other scenario can reach (bench/report.py).
+        Scenario("health", "`GET /v1/health` (no database)", "health.lua", lambda target, label: []),
         Scenario("get_room", "`GET /v1/rooms/{id}`", "get_room.lua", lambda target, label: [str(work / "ids.txt")]),
         # The floor has no Avro: the service's Avro answer is measured against the floor's JSON.
         Scenario("get_room_avro", "`GET /v1/rooms/{id}`, `Accept: application/avro` (floor: JSON)",
