@@ -145,26 +145,11 @@ def no_outbox_lock() -> None:
     Only to size the lock's cost: without it, positions no longer follow commit order (see
     providers/sql_events.py), so this is not a change to make as it stands.
     """
-    from providers.sql_events import SqlOutbox
+    from sqlalchemy import text
 
-    append = SqlOutbox.append
+    import providers.sql_events as sql_events
 
-    def append_unlocked(self, *args, **kwargs):
-        session = self._session
-        execute = session.execute
-
-        def execute_without_lock(statement, *rest, **options):
-            if "pg_advisory_xact_lock" in str(statement):
-                return None
-            return execute(statement, *rest, **options)
-
-        session.execute = execute_without_lock
-        try:
-            return append(self, *args, **kwargs)
-        finally:
-            del session.execute
-
-    SqlOutbox.append = append_unlocked
+    sql_events.LOCK_OUTBOX = text("SELECT 1")
 
 
 def no_outbox() -> None:

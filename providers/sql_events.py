@@ -9,8 +9,21 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, String, Uuid, insert, select, text, update
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Uuid,
+    event,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column, sessionmaker
 
 from contract.avro import AvroSchemas
 from providers.database import Base
@@ -52,6 +65,9 @@ COLUMNS = (
     EventRow.event_id, EventRow.type, EventRow.subject, EventRow.key, EventRow.occurred_at,
     EventRow.position, EventRow.entity, EventRow.entity_fingerprint,
 )
+# Built once: a write already runs three statements, and building each anew showed in its profile.
+LOCK_OUTBOX = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=OUTBOX_LOCK_KEY)
+APPEND_EVENT = insert(EventRow)
 
 
 def event_from_row(row: Any) -> Event:
@@ -62,23 +78,28 @@ def event_from_row(row: Any) -> Event:
 
 
 class SqlOutbox(Outbox):
-    """Appends events through the request's session, so they commit or roll back with the change."""
+    """Records events in the request's transaction, so they commit or roll back with the change.
+
+    Events are encoded when appended but written just before the transaction commits. On PostgreSQL
+    the writer first takes a transaction-scoped advisory lock: positions come from a sequence at
+    insert time, not at commit, and holding the lock until commit makes writers take positions in
+    commit order, so a reader polling with `position > last seen` never skips an event that commits
+    late. Writing at commit keeps that lock for two statements instead of the rest of the request,
+    which was the ceiling of concurrent writes (bench/RESULTS.md).
+    """
 
     def __init__(self, session: Session, schemas: AvroSchemas) -> None:
         self._session = session
         self._schemas = schemas
+        self._pending: list[dict[str, Any]] = []
+        self._listening = False
 
     def append(self, event_type: str, subject: str, key: str, entity: Mapping[str, Any] | None) -> None:
-        # Core statements on the session's connection, inside its transaction (no ORM execute path).
-        connection = self._session.connection()
-        if connection.dialect.name == "postgresql":
-            # Positions come from a sequence at insert time, not at commit. Holding this lock until
-            # commit makes writers take positions in commit order, so a reader polling with
-            # `position > last seen` can never skip an event that commits late.
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
+        # The event belongs to the transaction in progress (begun here if nothing else began it), so
+        # that transaction's rollback also forgets it.
+        self._session.connection()
         schema = self._schemas.get(subject)
-        # A Core INSERT: the ORM unit of work costs several times more for a row nobody reads back here.
-        connection.execute(insert(EventRow), {
+        self._pending.append({
             "event_id": uuid.uuid4(),
             "type": event_type,
             "subject": schema.name,
@@ -87,6 +108,24 @@ class SqlOutbox(Outbox):
             "entity": self._schemas.encode_single_object(subject, entity) if entity is not None else None,
             "entity_fingerprint": schema.fingerprint,
         })
+        if not self._listening:
+            event.listen(self._session, "before_commit", self._write_pending)
+            event.listen(self._session, "after_transaction_end", self._forget_pending)
+            self._listening = True
+
+    def _write_pending(self, session: Session) -> None:
+        if not self._pending or session.in_nested_transaction():
+            return  # a savepoint's release is not the commit
+        # Core statements on the session's connection (no ORM unit of work for rows nobody reads back).
+        connection = session.connection()
+        if connection.dialect.name == "postgresql":
+            connection.execute(LOCK_OUTBOX)
+        connection.execute(APPEND_EVENT, self._pending)
+        self._pending = []
+
+    def _forget_pending(self, _session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None:  # the outermost transaction ended: committed or rolled back
+            self._pending = []
 
 
 class SqlEventFeed(EventFeed):

@@ -156,3 +156,28 @@ def test_a_polling_reader_sees_every_committed_event_exactly_once_under_concurre
     assert not duplicates
     assert seen == table_positions(engine)
     assert len(seen) == writers * per_writer
+
+
+def outbox_keys(engine) -> list[str]:
+    with engine.connect() as connection:
+        return connection.execute(sa.text("SELECT key FROM events ORDER BY position")).scalars().all()
+
+
+def test_the_outbox_writes_at_commit_and_forgets_what_a_rollback_undid(engine):
+    from sqlalchemy.orm import Session
+
+    from providers.sql_events import SqlOutbox
+
+    with Session(engine) as session:
+        outbox = SqlOutbox(session, SCHEMAS)
+        outbox.append("room.deleted", "roomservice.Room", "first", None)
+        assert outbox_keys(engine) == []  # nothing is written before the commit
+        session.rollback()
+        outbox.append("room.deleted", "roomservice.Room", "second", None)
+        with session.begin_nested():
+            outbox.append("room.deleted", "roomservice.Room", "third", None)
+        assert outbox_keys(engine) == []  # releasing a savepoint is not the commit
+        session.commit()
+        outbox.append("room.deleted", "roomservice.Room", "fourth", None)
+        session.commit()
+    assert outbox_keys(engine) == ["second", "third", "fourth"]
