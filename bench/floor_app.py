@@ -12,11 +12,15 @@ APP_DB_STALE_TIMEOUT and APP_API_KEYS.
 from __future__ import annotations
 
 import base64
+import io
 import os
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
+import fastavro
 import orjson
+from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 from flask import Flask, Response, request
 from sqlalchemy import create_engine, text
 
@@ -47,7 +51,27 @@ _INSERT = text(
     f"ON CONFLICT (url) DO NOTHING RETURNING {_COLUMNS}"
 )
 
+# Every change is also an outbox event, in the change's transaction, under the same advisory lock
+# that keeps positions in commit order, with the room in Avro single-object encoding: the same job
+# as the service's, done the shortest way.
+_LOCK_OUTBOX = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=0x726F6F6D73)
+_APPEND_EVENT = text(
+    "INSERT INTO events (event_id, type, subject, key, occurred_at, entity, entity_fingerprint) "
+    "VALUES (CAST(:event_id AS uuid), 'room.created', 'roomservice.Room', :key, :now, :entity, :fingerprint)"
+)
+_ROOM_SCHEMA = load_schema(str(Path(__file__).resolve().parent.parent / "schemas" / "roomservice.Room.avsc"),
+                           _write_hint=False)
+_ROOM_FINGERPRINT = fingerprint(to_parsing_canonical_form(_ROOM_SCHEMA), "CRC-64-AVRO")
+_ROOM_HEADER = b"\xc3\x01" + bytes.fromhex(_ROOM_FINGERPRINT)
+
 app = Flask(__name__)
+
+
+def _single_object(room: dict) -> bytes:
+    buffer = io.BytesIO()
+    buffer.write(_ROOM_HEADER)
+    fastavro.schemaless_writer(buffer, _ROOM_SCHEMA, room)
+    return buffer.getvalue()
 
 
 def _json(body, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -125,7 +149,7 @@ def search_rooms() -> Response:
 
 @app.post("/v1/rooms")
 def create_room() -> Response:
-    """Store a new room (no validation: the floor trusts its benchmark client)."""
+    """Store a new room and its outbox event (no validation: the floor trusts its benchmark client)."""
     if request.headers.get("X-API-Key") not in _API_KEYS:
         return _problem(401, "Unauthorized", "A valid X-API-Key header is required.")
     room = orjson.loads(request.get_data())
@@ -154,7 +178,12 @@ def create_room() -> Response:
     }
     with engine.begin() as connection:
         row = connection.execute(_INSERT, values).one_or_none()
-    if row is None:
-        return _problem(409, "Conflict", f"A room already has the url {room['url']}.")
+        if row is None:
+            return _problem(409, "Conflict", f"A room already has the url {room['url']}.")
+        created = room_from_row(row)
+        event = {"event_id": str(uuid.uuid4()), "key": created["id"], "now": values["now"],
+                 "entity": _single_object(created), "fingerprint": _ROOM_FINGERPRINT}
+        connection.execute(_LOCK_OUTBOX)
+        connection.execute(_APPEND_EVENT, event)
     headers = {"Location": f"/v1/rooms/{row.id}", "ETag": f'"{row.version}"'}
-    return _json(room_from_row(row), 201, headers)
+    return _json(created, 201, headers)

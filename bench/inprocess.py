@@ -12,7 +12,7 @@ Neither includes an HTTP server (uvicorn, gunicorn), so the numbers are lower th
 request. Each variant runs in its own process, the variants take turns, and the median of the
 repetitions is reported.
 
-    .venv/bin/python bench/inprocess.py --variant no_pre_ping --variant prebuilt_get --variant no_pre_ping,prebuilt_get
+    .venv/bin/python bench/inprocess.py --variant no_outbox_lock --variant no_outbox --variant no_outbox_lock,no_outbox
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ service with py-spy, and write the report. Everything started is stopped at the 
 
     .venv/bin/python bench/run.py                      # the default run, about 5 minutes
     .venv/bin/python bench/run.py --duration 5 --rounds 1 --no-profile      # a quick look
-    .venv/bin/python bench/run.py --experiment no_pre_ping --output bench/results/no_pre_ping.md
+    .venv/bin/python bench/run.py --experiment no_outbox_lock --output bench/results/no_outbox_lock.md
 """
 
 from __future__ import annotations
@@ -374,7 +374,8 @@ def profile_service(service: Server, scenario: Scenario, options: argparse.Names
 
 
 def check_parity(service: Server, floor: Server, ids: list[str], api_key: str) -> None:
-    """Fail unless the floor answers with the service's JSON for the same room, the same page and a new room."""
+    """Fail unless the floor answers with the service's JSON for the same room, the same page and a new room,
+    and writes the same outbox event for it."""
     # Also run for every experiment target, so a broken patch fails before any load.
     for path in ("/v1/health", f"/v1/rooms/{ids[1]}", "/v1/rooms?city=Berlin&limit=20"):
         (status_s, body_s), (status_f, body_f) = (http_request(s.port, "GET", path) for s in (service, floor))
@@ -392,9 +393,17 @@ def check_parity(service: Server, floor: Server, ids: list[str], api_key: str) -
                                       {"Content-Type": "application/json", "X-API-Key": api_key})
         if status != 201:
             raise RuntimeError(f"{server.name} answered {status} to the parity POST: {answer!r}")
-        created.append({k: v for k, v in json.loads(answer).items() if k not in {"id", "url", "created_at", "updated_at"}})
-    if created[0] != created[1]:
-        raise RuntimeError(f"{service.name} and floor disagree on POST /v1/rooms:\n{created[0]}\n{created[1]}")
+        created.append(json.loads(answer))
+    differing = {"id", "url", "created_at", "updated_at"}
+    same = [{k: v for k, v in room.items() if k not in differing} for room in created]
+    if same[0] != same[1]:
+        raise RuntimeError(f"{service.name} and floor disagree on POST /v1/rooms:\n{same[0]}\n{same[1]}")
+    # Both wrote the room's event; the service's feed must read each back as the room it answered.
+    status, answer = http_request(service.port, "GET", "/v1/events?type=room.created&limit=1000")
+    entities = {event["key"]: event["entity"] for event in json.loads(answer)["data"]} if status == 200 else {}
+    for server, room in zip((service, floor), created, strict=True):
+        if entities.get(room["id"]) != room:
+            raise RuntimeError(f"the feed has no room.created event equal to {server.name}'s room {room['id']}")
 
 
 # --------------------------------------------------------------------------- main
