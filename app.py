@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from functools import partial
 
 import orjson
-from connexion import FlaskApp
+from connexion import AsyncApp
 from connexion.jsonifier import Jsonifier
 from connexion.middleware.context import ContextMiddleware
 from connexion.middleware.exceptions import ExceptionMiddleware
@@ -18,7 +18,6 @@ from connexion.middleware.routing import RoutingMiddleware
 from connexion.middleware.security import SecurityMiddleware
 from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.options import SwaggerUIOptions
-from flask_injector import FlaskInjector
 from injector import Module
 
 from composition import Contract, build_injector
@@ -30,7 +29,6 @@ from web.injection import InjectingResolver
 from web.middleware import BodySizeLimit, ControlCharactersInPath, RootDocsAliases, SwaggerUIOnDocsPaths
 from web.problems import register_problem_handlers
 from web.security import api_key_security_map
-from web.transactions import install_transaction_boundary
 from web.validation import validator_map
 
 BASE_PATH = "/v1"
@@ -55,7 +53,7 @@ class _OrjsonModule:
         return orjson.loads(data)
 
 
-def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = ()) -> FlaskApp:
+def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = ()) -> AsyncApp:
     """Build the service: spec-driven routing and validation, injected handlers, one transaction per request."""
     settings = settings or Settings.from_env()
     _quiet_connexion_logger()
@@ -63,7 +61,7 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     contract = Contract(rules=ContractRules(spec), schemas=AvroSchemas())
     injector = build_injector(settings, contract, overrides=modules)
 
-    app = FlaskApp(
+    app = AsyncApp(
         __name__,
         middlewares=_middleware_stack(settings),
         jsonifier=Jsonifier(_OrjsonModule),
@@ -79,11 +77,7 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
         swagger_ui_options=SwaggerUIOptions(swagger_ui_config={"persistAuthorization": True}),
     )
     register_problem_handlers(app, spec, BASE_PATH)
-    # Gives the request scope (one session per request) to everything resolved through `injector`.
-    FlaskInjector(app=app.app, injector=injector)
-    # Installed after FlaskInjector, which would otherwise wrap these hooks in per-request injection.
-    install_transaction_boundary(app.app)
-    app.app.extensions["injector"] = injector
+    app.injector = injector
     return app
 
 
@@ -115,11 +109,11 @@ def _quiet_connexion_logger() -> None:
         operations_logger.addFilter(_DropMultipleContentTypesWarning())
 
 
-def dispose_app(app: FlaskApp) -> None:
+def dispose_app(app: AsyncApp) -> None:
     """Close the app's database connections (tests and embedding code call this on shutdown)."""
     from sqlalchemy import Engine
 
-    app.app.extensions["injector"].get(Engine).dispose()
+    app.injector.get(Engine).dispose()
 
 
 def __getattr__(name: str):

@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask_injector import request
 from injector import Binder, Injector, Module, Provider, provider, singleton
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +27,7 @@ from providers.sql_rooms import SqlRoomsProvider
 from settings import Settings
 from web.contract import ContractRules
 from web.representation import Representer
+from web.scope import request
 from web.transactions import attach_session
 
 T = TypeVar("T")

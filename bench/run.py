@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
 import json
 import os
 import random
@@ -82,7 +83,8 @@ def ensure_tools(*, need_py_spy: bool) -> None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=apt_env)
     venv_bin = str(Path(sys.executable).parent)
     wanted = ["gunicorn"] + (["py-spy"] if need_py_spy else [])
-    if any(shutil.which(tool, path=venv_bin) is None for tool in wanted):
+    missing_module = any(importlib.util.find_spec(module) is None for module in ("flask", "a2wsgi"))
+    if missing_module or any(shutil.which(tool, path=venv_bin) is None for tool in wanted):
         print("installing bench/requirements.txt ...", flush=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-r", str(BENCH_DIR / "requirements.txt")],
                        check=True)

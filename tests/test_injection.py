@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask_injector import request
 from injector import Module, provider
 
 from app import create_app, dispose_app
@@ -14,6 +13,7 @@ from providers.rooms import RoomsProvider
 from providers.sql_events import SqlOutbox
 from providers.sql_rooms import SqlRoomsProvider
 from tests.factories import new_room
+from web.scope import request
 
 SCHEMAS = AvroSchemas()
 

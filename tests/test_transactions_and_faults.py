@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import sqlalchemy as sa
-from flask_injector import request
 from injector import Module, provider
 from sqlalchemy.orm import Session
 
@@ -16,6 +15,7 @@ from providers.rooms import Room, RoomsProvider, StoredRoom
 from providers.sql_events import SqlOutbox
 from providers.sql_rooms import SqlRoomsProvider
 from tests.factories import new_room
+from web.scope import request
 
 SCHEMAS = AvroSchemas()
 

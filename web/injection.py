@@ -8,12 +8,16 @@ import typing as t
 from connexion.resolver import Resolver
 from injector import Injector, InstanceProvider, NoScope, SingletonScope, get_bindings
 
+from web.scope import request_scope
+from web.transactions import transaction_boundary
+
 
 class InjectingResolver(Resolver):
-    """Resolve operationIds as usual, then wrap each handler so injector fills its Inject[...] parameters.
+    """Resolve operationIds as usual, then wrap each handler so it runs as one request.
 
-    Connexion 3 registers its Flask routes lazily and calls handlers through its own wrapper, so
-    FlaskInjector never sees them; wrapping here is the one place that works (shared/design.md §1).
+    Connexion calls handlers through its own wrapper with the spec's parameters only, so this is the
+    one place to add the rest (shared/design.md §1): the wrapper opens the request scope and the
+    transaction boundary, and injector fills the handler's Inject[...] parameters.
     """
 
     def __init__(self, injector: Injector) -> None:
@@ -21,14 +25,15 @@ class InjectingResolver(Resolver):
         self._injector = injector
 
     def resolve_function_from_operation_id(self, operation_id: str) -> t.Callable:
-        return inject_into(super().resolve_function_from_operation_id(operation_id), self._injector)
+        return handle_requests(super().resolve_function_from_operation_id(operation_id), self._injector)
 
 
-def inject_into(handler: t.Callable, injector: Injector) -> t.Callable:
-    """Return `handler` with its Inject[...] parameters supplied by `injector` on every call.
+def handle_requests(handler: t.Callable, injector: Injector) -> t.Callable:
+    """Return `handler` run in a request scope and a transaction, with its Inject[...] parameters supplied.
 
     Objects that live as long as the injector (singletons, bound instances) are looked up once, on the
     first call; everything else, such as the request-scoped providers, is asked of the injector per call.
+    A handler that injects nothing cannot reach the database and is returned as it is.
     """
     bindings = get_bindings(handler)
     if not bindings:
@@ -38,15 +43,16 @@ def inject_into(handler: t.Callable, injector: Injector) -> t.Callable:
     lasting: dict[str, t.Any] = {}
 
     @functools.wraps(handler)
-    def injected(*args: t.Any, **kwargs: t.Any) -> t.Any:
+    def handle(*args: t.Any, **kwargs: t.Any) -> t.Any:
         if len(lasting) < len(lasting_names):
             lasting.update({name: injector.get(interface) for name, interface in lasting_names.items()})
         kwargs.update(lasting)
-        for name, interface in per_call.items():
-            kwargs[name] = injector.get(interface)
-        return handler(*args, **kwargs)
+        with request_scope(), transaction_boundary() as outcome:
+            for name, interface in per_call.items():
+                kwargs[name] = injector.get(interface)
+            return outcome.record(handler(*args, **kwargs))
 
-    return injected
+    return handle
 
 
 def _lives_forever(injector: Injector, interface: type) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-from connexion import FlaskApp
+from connexion.apps import AbstractApp
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.problem import problem
 
@@ -20,7 +20,7 @@ def domain_problem(_request: ConnexionRequest, error: DomainError) -> ConnexionR
     return problem(status=error.status, title=error.title, detail=error.detail, ext=error.extensions() or None)
 
 
-def register_problem_handlers(app: FlaskApp, spec: dict, base_path: str) -> None:
+def register_problem_handlers(app: AbstractApp, spec: dict, base_path: str) -> None:
     """Install the problem mappings on the Connexion app."""
     app.add_error_handler(DomainError, domain_problem)
     app.add_error_handler(405, method_not_allowed_handler(AllowedMethods(spec, base_path)))

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import flask
+from connexion import request
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
 
 from contract.avro import AVRO_MEDIA_TYPE, AvroSchemas
 from providers.errors import DomainError
@@ -58,7 +60,7 @@ class Representer:
 
 def negotiate() -> str:
     """Pick the representation from the request's Accept header (q-values honoured), or raise NotAcceptable."""
-    accept = flask.request.accept_mimetypes
+    accept = parse_accept_header(request.headers.get("accept"), MIMEAccept)
     if not accept:
         return JSON
     best = accept.best_match(OFFERED)

@@ -1,0 +1,44 @@
+"""The request scope: one instance per request of everything bound `@request` (sessions, providers)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from injector import InstanceProvider, Provider, Scope, ScopeDecorator
+
+# The objects of the request being handled. A context variable, so it follows the handler into
+# whichever worker thread Connexion runs it on, and concurrent requests never see each other's.
+_objects: ContextVar[dict[Any, Provider] | None] = ContextVar("request_objects", default=None)
+
+
+class OutsideRequest(RuntimeError):
+    """A request-scoped object was asked for while no request is being handled."""
+
+
+class RequestScope(Scope):
+    """Builds each request-scoped binding once per request (see `request_scope`)."""
+
+    def get(self, key: Any, provider: Provider) -> Provider:
+        objects = _objects.get()
+        if objects is None:
+            raise OutsideRequest(f"{key!r} lives in the request scope, and no request is being handled.")
+        cached = objects.get(key)
+        if cached is None:
+            cached = objects[key] = InstanceProvider(provider.get(self.injector))
+        return cached
+
+
+request = ScopeDecorator(RequestScope)
+
+
+@contextmanager
+def request_scope() -> Iterator[None]:
+    """Open a request scope for the duration of the block; its objects are dropped at the end."""
+    token = _objects.set({})
+    try:
+        yield
+    finally:
+        _objects.reset(token)
