@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from functools import partial
 
+import anyio.to_thread
 import orjson
 from connexion import AsyncApp
 from connexion.jsonifier import Jsonifier
@@ -18,7 +20,8 @@ from connexion.middleware.routing import RoutingMiddleware
 from connexion.middleware.security import SecurityMiddleware
 from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.options import SwaggerUIOptions
-from injector import Module
+from injector import Injector, Module
+from sqlalchemy import Engine
 
 from composition import Contract, build_injector
 from contract.avro import AvroSchemas
@@ -63,6 +66,7 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
 
     app = AsyncApp(
         __name__,
+        lifespan=_lifespan(settings, injector),
         middlewares=_middleware_stack(settings),
         jsonifier=Jsonifier(_OrjsonModule),
         validator_map=validator_map(avro_body=avro_body_validator(contract.schemas, contract.rules)),
@@ -79,6 +83,19 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     register_problem_handlers(app, spec, BASE_PATH)
     app.injector = injector
     return app
+
+
+def _lifespan(settings: Settings, injector: Injector) -> Callable:
+    """Set the handler thread pool's size when a server starts the app, close the pool's connections when it stops."""
+
+    @asynccontextmanager
+    async def lifespan(_app) -> AsyncIterator[None]:
+        # Plain handlers run in anyio's worker threads (per event loop, so set from inside it).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.handler_threads
+        yield
+        injector.get(Engine).dispose()
+
+    return lifespan
 
 
 def _middleware_stack(settings: Settings) -> list:
@@ -111,8 +128,6 @@ def _quiet_connexion_logger() -> None:
 
 def dispose_app(app: AsyncApp) -> None:
     """Close the app's database connections (tests and embedding code call this on shutdown)."""
-    from sqlalchemy import Engine
-
     app.injector.get(Engine).dispose()
 
 

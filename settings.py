@@ -30,6 +30,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     validate_responses: bool = False
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    handler_threads: int = 40
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     relay_exchange: str = "rooms.events"
     relay_batch_size: int = 100
@@ -48,6 +49,7 @@ class Settings:
             max_body_bytes=_int(environ, "APP_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
             validate_responses=_bool(environ, "APP_VALIDATE_RESPONSES", cls.validate_responses),
             workers=_int(environ, "APP_WORKERS", os.cpu_count() or 1, minimum=1),
+            handler_threads=_int(environ, "APP_THREADS", cls.handler_threads, minimum=1),
             amqp_url=environ.get("AMQP_URL") or cls.amqp_url,
             relay_exchange=environ.get("RELAY_EXCHANGE") or cls.relay_exchange,
             relay_batch_size=_int(environ, "RELAY_BATCH_SIZE", cls.relay_batch_size, minimum=1),

@@ -42,7 +42,18 @@ def no_outbox() -> None:
     SqlOutbox.append = lambda self, *args, **kwargs: None
 
 
+def _handler_threads(count: int) -> Callable[[], None]:
+    def patch() -> None:
+        os.environ["APP_THREADS"] = str(count)
+
+    patch.__doc__ = f"Run at most {count} handlers at once per worker (APP_THREADS={count}) instead of the default."
+    return patch
+
+
 PATCHES: dict[str, Callable[[], None]] = {
+    "threads_5": _handler_threads(5),
+    "threads_10": _handler_threads(10),
+    "threads_20": _handler_threads(20),
     "no_outbox_lock": no_outbox_lock,
     "no_outbox": no_outbox,
 }

@@ -4,8 +4,8 @@ The wrk run (`bench/run.py`) shares 2 cores with PostgreSQL, wrk and whoever els
 small differences drown in noise. This drives the app in-process instead, one request at a time, and
 divides the process's CPU time (all threads) by the number of requests:
 
-- the service: its ASGI app, built by `create_app()` as `app:app` is (Connexion middleware → a2wsgi
-  thread → Flask → injector → handler → PostgreSQL), optionally with bench/experiments.py patches;
+- the service: its ASGI app, built by `create_app()` as `app:app` is (Connexion middleware →
+  worker thread → injector → handler → PostgreSQL), optionally with bench/experiments.py patches;
 - the floor: `bench/floor_app.py`'s WSGI app, called directly.
 
 Neither includes an HTTP server (uvicorn, gunicorn), so the numbers are lower than the wrk run's CPU per
@@ -125,7 +125,7 @@ class CallCounter:
     """Counts Python function calls (and coroutine resumptions) in every thread while `counting` is set.
 
     Each call is also charged to a layer, like the py-spy summary: the innermost frame outside the
-    standard library decides, and calls in the a2wsgi threads count as inside Flask.
+    standard library decides, and calls in a2wsgi threads (a FlaskApp) count as inside Flask.
     """
 
     def __init__(self) -> None:
@@ -136,7 +136,7 @@ class CallCounter:
         self._components: dict[str, str | None] = {}
 
     def install(self) -> None:
-        """Hook this thread and every thread started later (the a2wsgi pool starts on first use)."""
+        """Hook this thread and every thread started later (worker pools start on first use)."""
         def hook(frame, event, _arg):
             if event != "call" or not self.counting:
                 return

@@ -31,11 +31,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "connexion.validators", "connexion.datastructures", "connexion.operations", "connexion.json_schema",
         "connexion.utils", "connexion.spec", "connexion.http_facts", "starlette", "jsonschema", "referencing",
         "rpds", "app: web.middleware", "app: web.validation", "app: web.security", "app: web.problems")),
-    ("ASGI→WSGI bridge: a2wsgi and its thread pool", ("a2wsgi", "stdlib: thread", "stdlib: threading",
-                                                      "stdlib: _base", "stdlib: futures", "stdlib: queue")),
-    ("Flask + Werkzeug + Connexion view decorators", ("flask.", "flask_", "werkzeug", "connexion.", "blinker",
-                                                      "itsdangerous")),
-    ("Dependency injection: injector, flask_injector", ("injector", "flask_injector", "app: web.injection")),
+    ("Thread-pool hop: anyio's worker threads (a2wsgi's under FlaskApp)", (
+        "anyio", "sniffio", "a2wsgi", "stdlib: thread", "stdlib: threading", "stdlib: _base", "stdlib: futures",
+        "stdlib: queue")),
+    ("Connexion handler decorators, Werkzeug (and Flask under FlaskApp)", (
+        "flask.", "flask_", "werkzeug", "connexion.", "blinker", "itsdangerous")),
+    ("Dependency injection: injector, request scope", ("injector", "flask_injector", "app: web.injection",
+                                                       "app: web.scope")),
     ("SQLAlchemy ORM session, SQL building and compiling", ("sqlalchemy.orm", "sqlalchemy.sql",
                                                            "sqlalchemy.event", "sqlalchemy.util", "sqlalchemy.log")),
     ("SQLAlchemy engine + pool + psycopg2 (driver calls holding the GIL)", ("sqlalchemy", "psycopg2")),

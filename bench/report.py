@@ -137,7 +137,7 @@ def stack_ceiling(summary: dict, scenario: str) -> float:
     """Return the highest service/floor ratio a scenario can reach with the stack's extra CPU per request.
 
     The health check costs the service `extra` more CPU than the floor with no database and no handler
-    work: the server, Connexion's middleware, the ASGI-to-WSGI bridge and Flask. Were everything else as
+    work: the server, Connexion's middleware and its handler decorators. Were everything else as
     cheap as the floor's, a request would cost the floor's app and database CPU plus `extra`; with the
     cores saturated, throughput goes as the inverse of CPU per request.
     """
@@ -158,7 +158,7 @@ def render_ceiling(run: dict) -> list[str]:
         "## What the stack alone allows",
         "",
         f"`GET /v1/health` touches no database and injects nothing, so it measures the serving stack itself: "
-        f"uvicorn + Connexion 3's middleware + a2wsgi + Flask + Connexion's view decorators cost "
+        f"uvicorn + Connexion 3's middleware and handler decorators cost "
         f"{health['service']['cpu_ms_per_request']:.2f} ms of CPU per request against "
         f"{health['floor']['cpu_ms_per_request']:.2f} ms for gunicorn + Flask, **{extra:.2f} ms more**, and the "
         f"health check serves {health['service']['rps'] / health['floor']['rps']:.2f}× the floor's requests. "

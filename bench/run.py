@@ -423,7 +423,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes per target")
     parser.add_argument("--pool-size", type=int, default=10, help="database pool per worker (APP_DB_CONNECTIONS)")
     parser.add_argument("--floor-threads", type=int, default=10,
-                        help="gunicorn threads per floor worker (the service's a2wsgi pool has 10 per worker)")
+                        help="gunicorn threads per floor worker (the service's handlers run in anyio's pool of 40 per worker)")
     parser.add_argument("--floor-worker-class", default="gthread", help="gunicorn worker class of the floor")
     parser.add_argument("--cold-starts", type=int, default=3, help="cold starts measured per target")
     parser.add_argument("--rooms", type=int, default=10_000, help="rooms to seed")

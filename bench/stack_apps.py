@@ -1,8 +1,8 @@
 """Bench-only apps that answer `GET /v1/health` on different serving stacks (see bench/stacks.py).
 
 Each serves the same one-operation OpenAPI document and the same JSON, so that the only difference
-is the stack: Connexion 3's FlaskApp (Flask behind a2wsgi, what the service uses) and its AsyncApp
-(no Flask, no a2wsgi), the latter with an `async def` handler and with a plain one that Connexion
+is the stack: Connexion 3's FlaskApp (Flask behind a2wsgi, what the service used first) and its AsyncApp (what
+it uses now: no Flask, no a2wsgi), the latter with an `async def` handler and with a plain one that Connexion
 runs in a thread pool. None of this is served for real.
 """
 
