@@ -42,6 +42,13 @@ def no_outbox() -> None:
     SqlOutbox.append = lambda self, *args, **kwargs: None
 
 
+def no_gc_freeze() -> None:
+    """Leave the start-up objects to the garbage collector (the app freezes them at start-up)."""
+    import gc
+
+    gc.freeze = lambda: None
+
+
 def _handler_threads(count: int) -> Callable[[], None]:
     def patch() -> None:
         os.environ["APP_THREADS"] = str(count)
@@ -51,6 +58,7 @@ def _handler_threads(count: int) -> Callable[[], None]:
 
 
 PATCHES: dict[str, Callable[[], None]] = {
+    "no_gc_freeze": no_gc_freeze,
     "threads_5": _handler_threads(5),
     "threads_10": _handler_threads(10),
     "threads_20": _handler_threads(20),
