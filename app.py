@@ -38,13 +38,6 @@ from web.validation import validator_map
 BASE_PATH = "/v1"
 
 
-class _DropMultipleContentTypesWarning(logging.Filter):
-    """Connexion warns on every request to an operation that accepts JSON and Avro; that is by design here."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("this operation accepts multiple content types")
-
-
 class _OrjsonModule:
     """The json-module interface Connexion's Jsonifier expects, backed by orjson."""
 
@@ -128,9 +121,10 @@ def _middleware_stack(settings: Settings) -> list:
 
 
 def _quiet_connexion_logger() -> None:
-    operations_logger = logging.getLogger("connexion.operations.openapi3")
-    if not any(isinstance(f, _DropMultipleContentTypesWarning) for f in operations_logger.filters):
-        operations_logger.addFilter(_DropMultipleContentTypesWarning())
+    # This logger's one warning ("this operation accepts multiple content types") fires several times
+    # per request to every operation that accepts JSON and Avro, which is by design here. A filter
+    # would still build each record (about 4 % of a POST's Python calls); a level never does.
+    logging.getLogger("connexion.operations.openapi3").setLevel(logging.ERROR)
 
 
 def dispose_app(app: AsyncApp) -> None:
