@@ -5,10 +5,10 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 
-import anyio.to_thread
 import orjson
 from connexion import AsyncApp
 from connexion.jsonifier import Jsonifier
@@ -57,10 +57,12 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     spec = load_spec()
     contract = Contract(rules=ContractRules(spec), schemas=AvroSchemas())
     injector = build_injector(settings, contract, overrides=modules)
+    # Handlers block on the database, so they run here rather than on the event loop (threads start on use).
+    handler_threads = ThreadPoolExecutor(max_workers=settings.handler_threads, thread_name_prefix="handler")
 
     app = AsyncApp(
         __name__,
-        lifespan=_lifespan(settings, injector),
+        lifespan=_lifespan(injector, handler_threads),
         middlewares=_middleware_stack(settings),
         jsonifier=Jsonifier(_OrjsonModule),
         validator_map=validator_map(avro_body=avro_body_validator(contract.schemas, contract.rules)),
@@ -69,23 +71,22 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     app.add_api(
         spec,
         base_path=BASE_PATH,
-        resolver=InjectingResolver(injector),
+        resolver=InjectingResolver(injector, handler_threads),
         strict_validation=True,
         validate_responses=settings.validate_responses,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_config={"persistAuthorization": True}),
     )
     register_problem_handlers(app, spec, BASE_PATH)
     app.injector = injector
+    app.handler_threads = handler_threads
     return app
 
 
-def _lifespan(settings: Settings, injector: Injector) -> Callable:
-    """Set the handler thread pool's size when a server starts the app, close the pool's connections when it stops."""
+def _lifespan(injector: Injector, handler_threads: ThreadPoolExecutor) -> Callable:
+    """Prepare the process when a server starts the app; release its threads and connections when it stops."""
 
     @asynccontextmanager
     async def lifespan(_app) -> AsyncIterator[None]:
-        # Plain handlers run in anyio's worker threads (per event loop, so set from inside it).
-        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.handler_threads
         # Everything built so far (spec, validators, schemas, middleware) lives as long as the process.
         # Left to the collector, each full collection walked all of it: a 30-80 ms pause that was the
         # p99 of every scenario (bench/RESULTS.md). Frozen objects are never scanned again.
@@ -93,6 +94,7 @@ def _lifespan(settings: Settings, injector: Injector) -> Callable:
         gc.freeze()
         yield
         gc.unfreeze()
+        handler_threads.shutdown(wait=True)
         injector.get(Engine).dispose()
 
     return lifespan
@@ -128,7 +130,8 @@ def _quiet_connexion_logger() -> None:
 
 
 def dispose_app(app: AsyncApp) -> None:
-    """Close the app's database connections (tests and embedding code call this on shutdown)."""
+    """Stop the app's handler threads and close its database connections (for tests and embedding code)."""
+    app.handler_threads.shutdown(wait=True)
     app.injector.get(Engine).dispose()
 
 
