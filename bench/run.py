@@ -6,7 +6,7 @@ gunicorn, same worker count and pool size), measure cold starts, check both answ
 them in turns with wrk on loopback (warm-up, then rounds), read each worker's memory, profile the
 service with py-spy, and write the report. Everything started is stopped at the end, also on failure.
 
-    .venv/bin/python bench/run.py                      # the default run, about 5 minutes
+    .venv/bin/python bench/run.py                      # the default run, about 11 minutes
     .venv/bin/python bench/run.py --duration 5 --rounds 1 --no-profile      # a quick look
     .venv/bin/python bench/run.py --experiment no_outbox_lock --output bench/results/no_outbox_lock.md
 """
