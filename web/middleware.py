@@ -49,7 +49,7 @@ _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 
 class ControlCharactersInPath:
     """Answer 400 for a path with control characters: Connexion's router cannot match them (its mount
-    regex stops at a newline), and the request would reach Flask without security or validation."""
+    regex stops at a newline), and the request would reach the app without security or validation."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
