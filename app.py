@@ -31,6 +31,7 @@ from web.avro_bodies import avro_body_validator
 from web.contract import ContractRules, load_spec
 from web.injection import InjectingResolver
 from web.middleware import BodySizeLimit, ControlCharactersInPath, RootDocsAliases, SwaggerUIOnDocsPaths
+from web.operations import ServiceApp
 from web.problems import register_problem_handlers
 from web.security import api_key_security_map
 from web.validation import validator_map
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     # Handlers block on the database, so they run here rather than on the event loop (threads start on use).
     handler_threads = ThreadPoolExecutor(max_workers=settings.handler_threads, thread_name_prefix="handler")
 
-    app = AsyncApp(
+    app = ServiceApp(
         __name__,
         lifespan=_lifespan(injector, handler_threads),
         middlewares=_middleware_stack(settings),

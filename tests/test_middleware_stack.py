@@ -85,3 +85,25 @@ def test_the_production_stack_serves_the_docs(production_app, path):
 def test_paths_next_to_the_docs_are_not_found(production_app):
     response = production_app.test_client().get("/v1/uix")
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_each_handler_is_decorated_once_however_many_requests_it_serves(production_app, auth, monkeypatch):
+    # Connexion's AsyncApp rebuilds every decorator (signature inspection included) per request;
+    # web/operations.py builds them on an operation's first request and keeps them.
+    from connexion.decorators import StarletteDecorator
+
+    decorated: list[str] = []
+    original = StarletteDecorator.decorate
+    monkeypatch.setattr(StarletteDecorator, "decorate",
+                        lambda self, function: decorated.append(function.__name__) or original(self, function))
+    client = production_app.test_client()
+    created = [client.post("/v1/rooms", json=new_room(), headers=auth) for _ in range(3)]
+    for response in created:
+        assert response.status_code == 201
+        assert client.get(response.headers["Location"]).json() == response.json()
+    searched = client.get("/v1/rooms", params={"city": created[0].json()["area"]["city"], "limit": 2}).json()
+    assert len(searched["data"]) == 2 and searched["next_cursor"]
+    assert client.get("/v1/rooms", params={"cursor": searched["next_cursor"],
+                                           "city": created[0].json()["area"]["city"]}).status_code == 200
+    assert sorted(decorated) == ["create_room", "get_room", "search_rooms"]
