@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import functools
+import logging
 import re
 import typing as t
 
+import fastjsonschema
 import orjson
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem, ExtraParameterProblem, ProblemException
@@ -19,6 +22,7 @@ from jsonschema.validators import extend
 from providers.errors import FieldError
 
 _FORMAT_CHECKER = Draft4Validator.FORMAT_CHECKER
+_logger = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=256)
@@ -55,17 +59,98 @@ RequestValidator = _with_contract_rules(Draft4RequestValidator)
 ResponseValidator = _with_contract_rules(Draft4ResponseValidator)
 # Connexion creates its validator objects on every request; the schemas they receive are the
 # operation's own long-lived dicts, so a compiled validator can be kept per schema object.
-_compiled: dict[tuple[int, type], tuple[dict, Draft4Validator]] = {}
+_compiled: dict[tuple[int, type], tuple[dict, t.Any]] = {}
 
 
-def compiled_validator(schema: dict, kind: type = RequestValidator) -> Draft4Validator:
-    """Return a Draft 4 validator (with OpenAPI's nullable) for this schema object, compiled once."""
+def compiled_validator(schema: dict, kind: type = RequestValidator) -> t.Any:
+    """Return a Draft 4 validator (with OpenAPI's nullable) for this schema object, compiled once.
+
+    Request validators get a compiled pre-check in front (`FastPathValidator`); response validators,
+    used in tests only, are jsonschema's as they are.
+    """
     key = (id(schema), kind)
     entry = _compiled.get(key)
     if entry is None or entry[0] is not schema:
-        entry = (schema, kind(schema, format_checker=_FORMAT_CHECKER))
+        full = kind(schema, format_checker=_FORMAT_CHECKER)
+        entry = (schema, FastPathValidator(schema, full) if kind is RequestValidator else full)
         _compiled[key] = entry
     return entry[1]
+
+
+class FastPathValidator:
+    """jsonschema's validator behind a pre-check compiled to Python code by fastjsonschema.
+
+    jsonschema interprets the schema on every call (about 170 µs for a room) to list every error; most
+    documents have none. fastjsonschema checks the same schema in a few µs but stops at the first error.
+    So a document the pre-check accepts is valid, and any other goes to jsonschema for the full list.
+    That is only sound if the pre-check is never looser than jsonschema with our rules, so it is built
+    to be at least as strict (tests/test_validation_fast_path.py compares the two on generated documents):
+
+    - OpenAPI's `nullable` becomes "null" in `type` and `enum`, the only keywords it relaxes;
+    - patterns: fastjsonschema anchors every unescaped `$` at the very end (ECMA-262), as we do;
+    - formats: it checks some that jsonschema skips (date-time, uri), which is only stricter, and a
+      schema using a format jsonschema does check gets no pre-check at all;
+    - the NUL rule: any document whose JSON form has a `\\u0000` escape takes the full path.
+    """
+
+    def __init__(self, schema: dict, full: Draft4Validator) -> None:
+        self._full = full
+        self._precheck = _precheck_for(schema)
+
+    def iter_errors(self, instance: t.Any) -> t.Iterator[ValidationError]:
+        """Yield every error in `instance`: none when the pre-check passes, else jsonschema's."""
+        if self._precheck is not None and self.precheck_passes(instance):
+            return iter(())
+        return self._full.iter_errors(instance)
+
+    def precheck_passes(self, instance: t.Any) -> bool:
+        """Return True when the compiled pre-check alone shows that `instance` is valid."""
+        try:
+            self._precheck(instance)
+            return b"\\u0000" not in orjson.dumps(instance)
+        except Exception:  # noqa: BLE001 - whatever the pre-check cannot settle, jsonschema will
+            return False
+
+
+def _precheck_for(schema: dict) -> t.Callable[[t.Any], t.Any] | None:
+    if _uses_checked_format(schema):
+        return None
+    precheck_schema = _with_nullable_as_null(copy.deepcopy(schema))
+    precheck_schema["$schema"] = "http://json-schema.org/draft-04/schema#"
+    try:
+        return fastjsonschema.compile(precheck_schema, use_default=False, detailed_exceptions=False)
+    except Exception:  # noqa: BLE001 - a schema fastjsonschema cannot compile is simply checked the slow way
+        _logger.debug("no compiled pre-check for schema %r", schema, exc_info=True)
+        return None
+
+
+_DATA_KEYWORDS = frozenset({"enum", "default", "example", "examples", "const"})
+
+
+def _with_nullable_as_null(node: t.Any) -> t.Any:
+    # Mirrors connexion.json_schema.allow_nullable: a nullable schema lets None through `type` and `enum`.
+    if isinstance(node, list):
+        return [_with_nullable_as_null(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    result = {key: value if key in _DATA_KEYWORDS else _with_nullable_as_null(value) for key, value in node.items()}
+    if result.get("x-nullable") is True or result.get("nullable"):
+        if "type" in result:
+            types = result["type"] if isinstance(result["type"], list) else [result["type"]]
+            result["type"] = [*types, "null"] if "null" not in types else types
+        if "enum" in result and None not in result["enum"]:
+            result["enum"] = [*result["enum"], None]
+    return result
+
+
+def _uses_checked_format(node: t.Any) -> bool:
+    if isinstance(node, list):
+        return any(_uses_checked_format(item) for item in node)
+    if not isinstance(node, dict):
+        return False
+    if isinstance(node.get("format"), str) and node["format"] in _FORMAT_CHECKER.checkers:
+        return True
+    return any(_uses_checked_format(value) for key, value in node.items() if key not in _DATA_KEYWORDS)
 
 
 def field_errors(errors: t.Iterable[ValidationError], root: str = "$") -> list[FieldError]:
@@ -107,7 +192,7 @@ class AllErrorsJSONBodyValidator(JSONRequestBodyValidator):
     """JSON body validator that lists every failing field and never answers 500 for bad bytes."""
 
     @property
-    def _validator(self):
+    def _validator(self) -> FastPathValidator:
         return compiled_validator(self._schema)
 
     async def _parse(self, stream, scope) -> t.Any:
