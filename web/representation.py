@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -60,10 +61,17 @@ class Representer:
 
 def negotiate() -> str:
     """Pick the representation from the request's Accept header (q-values honoured), or raise NotAcceptable."""
-    accept = parse_accept_header(request.headers.get("accept"), MIMEAccept)
-    if not accept:
-        return JSON
-    best = accept.best_match(OFFERED)
+    best = _best_offer(request.headers.get("accept"))
     if best is None:
         raise NotAcceptable(f"This resource is available as {' or '.join(OFFERED)}; Accept allows neither.")
     return best
+
+
+@functools.lru_cache(maxsize=256)
+def _best_offer(accept_header: str | None) -> str | None:
+    # Clients send the same few Accept headers over and over; parsing one costs more than encoding a room.
+    # The cache is bounded, so varied headers cost a parse each, never memory.
+    accept = parse_accept_header(accept_header, MIMEAccept)
+    if not accept:
+        return JSON
+    return accept.best_match(OFFERED)
