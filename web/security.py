@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import typing as t
 
@@ -23,5 +24,9 @@ def api_key_security_map(keys: frozenset[str]) -> dict[str, type]:
     class ConfiguredApiKeyHandler(ApiKeySecurityHandler):
         def _resolve_func(self, security_scheme: dict) -> t.Callable:
             return check_api_key
+
+        # Connexion inspects the check function's signature twice per request to decide what to pass it;
+        # the answer never changes.
+        _accepts_kwarg = staticmethod(functools.lru_cache(maxsize=None)(ApiKeySecurityHandler._accepts_kwarg))
 
     return {"apiKey": ConfiguredApiKeyHandler}
