@@ -180,21 +180,48 @@ class AvroSchemas:
 
 
 def to_datum(schema: Mapping[str, Any], entity: Mapping[str, Any]) -> dict[str, Any]:
-    """Map an entity in API JSON shape to an Avro record: absent members take the field's default (or null)."""
+    """Map an entity in API JSON shape to an Avro record: absent members take the field's default (or null).
+
+    A record in a union is given as fastavro's `(record name, datum)`, so the writer takes that branch
+    instead of trying each branch against the datum (a third of the cost of encoding a room).
+    """
     datum = {}
-    for field in schema["fields"]:
-        value = entity.get(field["name"])
-        if value is None and "default" in field:
-            value = copy.deepcopy(field["default"])
-        record = _record_type(field["type"])
-        if value is not None and record is not None:
-            value = to_datum(record, value)
-        elif value is not None and _is_array(field["type"]):
-            items = _record_type(field["type"]["items"])
-            if items is not None:
+    for name, default, record, union_branch, items in _fields_of(schema):
+        value = entity.get(name)
+        if value is None and default is not _NO_DEFAULT:
+            value = copy.deepcopy(default) if isinstance(default, (dict, list)) else default
+        if value is not None:
+            if record is not None:
+                value = to_datum(record, value)
+                if union_branch is not None:
+                    value = (union_branch, value)
+            elif items is not None:
                 value = [to_datum(items, element) for element in value]
-        datum[field["name"]] = value
+        datum[name] = value
     return datum
+
+
+_NO_DEFAULT = object()
+# Per record schema (kept alive with it, so an id is never reused while cached): what to_datum does per field.
+_field_plans: dict[int, tuple[Mapping[str, Any], list[tuple]]] = {}
+
+
+def _fields_of(schema: Mapping[str, Any]) -> list[tuple]:
+    entry = _field_plans.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        plan = []
+        for field in schema["fields"]:
+            avro_type = field["type"]
+            record = _record_type(avro_type)
+            union_branch = _full_name(record["name"]) if record is not None and isinstance(avro_type, list) else None
+            items = _record_type(avro_type["items"]) if _is_array(avro_type) else None
+            plan.append((field["name"], field.get("default", _NO_DEFAULT), record, union_branch, items))
+        entry = _field_plans.setdefault(id(schema), (schema, plan))
+    return entry[1]
+
+
+def _full_name(name: str) -> str:
+    return name if "." in name else f"{NAMESPACE}.{name}"
 
 
 def from_datum(schema: Mapping[str, Any], datum: Mapping[str, Any]) -> dict[str, Any]:
