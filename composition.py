@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
-from injector import Binder, Injector, Module, Provider, provider, singleton
+from injector import Binder, Injector, Module, provider, singleton
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,26 +25,10 @@ from providers.sql_questions import SqlQuestionsProvider
 from providers.sql_rooms import SqlRoomsProvider
 from settings import Settings
 from web.contract import ContractRules
+from web.injection import Built
 from web.representation import Representer
 from web.scope import request
 from web.transactions import attach_session
-
-T = TypeVar("T")
-Resolve = Callable[[type], Any]
-
-
-class Built(Provider[T]):
-    """Provides `build(injector.get)`: a plain factory for the objects made on every request.
-
-    Unlike a `@provider` method, injector does not inspect its signature on each call (about a third of a
-    request's injection cost, bench/RESULTS.md).
-    """
-
-    def __init__(self, build: Callable[[Resolve], T]) -> None:
-        self._build = build
-
-    def get(self, injector: Injector) -> T:
-        return self._build(injector.get)
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,62 @@ import typing as t
 from concurrent.futures import Executor
 
 from connexion.resolver import Resolver
-from injector import Injector, InstanceProvider, NoScope, SingletonScope, get_bindings
+from injector import Binding, Injector, InstanceProvider, NoScope, Provider, SingletonScope, get_bindings
 
-from web.scope import request_scope
+from web.scope import RequestScope, in_request, request_scope
 from web.transactions import transaction_boundary
+
+T = t.TypeVar("T")
+Resolve = t.Callable[[type], t.Any]
+
+
+class Built(Provider[T]):
+    """Provides `build(get)`: a plain factory for the objects made on every request.
+
+    Unlike a `@provider` method, injector does not inspect its signature on each call, and handlers'
+    `BindingShortcuts` call `build` directly (bench/RESULTS.md, tuning log).
+    """
+
+    def __init__(self, build: t.Callable[[Resolve], T]) -> None:
+        self.build = build
+
+    def get(self, injector: Injector) -> T:
+        return self.build(injector.get)
+
+
+class BindingShortcuts:
+    """`get(interface)` answered as injector would, with what to do for each binding decided once.
+
+    injector finds the binding, consults its scope and writes debug logs on every call, for every
+    dependency of every request-scoped object. Here objects that live as long as the injector are fetched
+    once, request-scoped `Built` factories are built straight into the request scope (where injector would
+    find them too), and any other binding is asked of injector as before.
+    """
+
+    def __init__(self, injector: Injector) -> None:
+        self._injector = injector
+        self._getters: dict[t.Any, t.Callable[[], t.Any]] = {}
+
+    def __call__(self, interface: t.Any) -> t.Any:
+        getter = self._getters.get(interface)
+        if getter is None:
+            getter = self._getters[interface] = self._getter_for(interface)
+        return getter()
+
+    def lives_forever(self, interface: t.Any) -> bool:
+        """Whether the injector hands out one object for `interface` for its whole life."""
+        return _lives_forever(self._injector.binder.get_binding(interface)[0])
+
+    def _getter_for(self, interface: t.Any) -> t.Callable[[], t.Any]:
+        binding, _ = self._injector.binder.get_binding(interface)
+        if _lives_forever(binding):
+            value = self._injector.get(interface)
+            return lambda: value
+        scope, provider = binding.scope, binding.provider
+        if isinstance(scope, type) and issubclass(scope, RequestScope) and isinstance(provider, Built):
+            build = provider.build
+            return lambda: in_request(interface, lambda: build(self))
+        return functools.partial(self._injector.get, interface)
 
 
 class InjectingResolver(Resolver):
@@ -25,12 +77,12 @@ class InjectingResolver(Resolver):
 
     def __init__(self, injector: Injector, executor: Executor) -> None:
         super().__init__()
-        self._injector = injector
+        self._shortcuts = BindingShortcuts(injector)
         self._executor = executor
 
     def resolve_function_from_operation_id(self, operation_id: str) -> t.Callable:
         handler = super().resolve_function_from_operation_id(operation_id)
-        return in_thread(handle_requests(handler, self._injector), self._executor)
+        return in_thread(handle_requests(handler, self._shortcuts), self._executor)
 
 
 def in_thread(handler: t.Callable, executor: Executor) -> t.Callable:
@@ -49,35 +101,34 @@ def in_thread(handler: t.Callable, executor: Executor) -> t.Callable:
     return run
 
 
-def handle_requests(handler: t.Callable, injector: Injector) -> t.Callable:
+def handle_requests(handler: t.Callable, get: BindingShortcuts) -> t.Callable:
     """Return `handler` run in a request scope and a transaction, with its Inject[...] parameters supplied.
 
     Objects that live as long as the injector (singletons, bound instances) are looked up once, on the
-    first call; everything else, such as the request-scoped providers, is asked of the injector per call.
+    first call; everything else, such as the request-scoped providers, is asked for per call.
     A handler that injects nothing cannot reach the database and is returned as it is.
     """
     bindings = get_bindings(handler)
     if not bindings:
         return handler
-    per_call = {name: interface for name, interface in bindings.items() if not _lives_forever(injector, interface)}
+    per_call = {name: interface for name, interface in bindings.items() if not get.lives_forever(interface)}
     lasting_names = {name: interface for name, interface in bindings.items() if name not in per_call}
     lasting: dict[str, t.Any] = {}
 
     @functools.wraps(handler)
     def handle(*args: t.Any, **kwargs: t.Any) -> t.Any:
         if len(lasting) < len(lasting_names):
-            lasting.update({name: injector.get(interface) for name, interface in lasting_names.items()})
+            lasting.update({name: get(interface) for name, interface in lasting_names.items()})
         kwargs.update(lasting)
         with request_scope(), transaction_boundary() as outcome:
             for name, interface in per_call.items():
-                kwargs[name] = injector.get(interface)
+                kwargs[name] = get(interface)
             return outcome.record(handler(*args, **kwargs))
 
     return handle
 
 
-def _lives_forever(injector: Injector, interface: type) -> bool:
-    binding, _ = injector.binder.get_binding(interface)
+def _lives_forever(binding: Binding) -> bool:
     scope = binding.scope
     if isinstance(scope, type) and issubclass(scope, SingletonScope):
         return True

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 from injector import InstanceProvider, Provider, Scope, ScopeDecorator
 
 # The objects of the request being handled. A context variable, so it follows the handler into
 # whichever worker thread Connexion runs it on, and concurrent requests never see each other's.
-_objects: ContextVar[dict[Any, Provider] | None] = ContextVar("request_objects", default=None)
+_objects: ContextVar[dict[Any, Any] | None] = ContextVar("request_objects", default=None)
+T = TypeVar("T")
 
 
 class OutsideRequest(RuntimeError):
@@ -22,13 +23,19 @@ class RequestScope(Scope):
     """Builds each request-scoped binding once per request (see `request_scope`)."""
 
     def get(self, key: Any, provider: Provider) -> Provider:
-        objects = _objects.get()
-        if objects is None:
-            raise OutsideRequest(f"{key!r} lives in the request scope, and no request is being handled.")
-        cached = objects.get(key)
-        if cached is None:
-            cached = objects[key] = InstanceProvider(provider.get(self.injector))
-        return cached
+        return InstanceProvider(in_request(key, lambda: provider.get(self.injector)))
+
+
+def in_request(key: Any, build: Callable[[], T]) -> T:
+    """Return the current request's object for `key`, made by `build()` the first time it is asked for."""
+    objects = _objects.get()
+    if objects is None:
+        raise OutsideRequest(f"{key!r} lives in the request scope, and no request is being handled.")
+    try:
+        return objects[key]
+    except KeyError:
+        made = objects[key] = build()
+        return made
 
 
 request = ScopeDecorator(RequestScope)
