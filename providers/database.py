@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase
@@ -32,6 +33,9 @@ def make_engine(database_url: str, *, pool_size: int = 10, pool_recycle: int = 3
         # A ping costs a round trip per checkout (a quarter of a simple read's throughput in bench/);
         # recycling connections older than APP_DB_STALE_TIMEOUT is the default guard instead.
         pool_pre_ping=pre_ping,
+        # psycopg2 decodes json columns (a room's images) with the stdlib's json.loads: a fifth of the
+        # driver's work on a page of 20 rooms. orjson gives the same values.
+        json_deserializer=orjson.loads,
     )
 
 
