@@ -99,12 +99,14 @@ class FastPathValidator:
 
     def iter_errors(self, instance: t.Any) -> t.Iterator[ValidationError]:
         """Yield every error in `instance`: none when the pre-check passes, else jsonschema's."""
-        if self._precheck is not None and self.precheck_passes(instance):
+        if self.precheck_passes(instance):
             return iter(())
         return self._full.iter_errors(instance)
 
     def precheck_passes(self, instance: t.Any) -> bool:
         """Return True when the compiled pre-check alone shows that `instance` is valid."""
+        if self._precheck is None:
+            return False
         try:
             self._precheck(instance)
             return b"\\u0000" not in orjson.dumps(instance)
