@@ -74,11 +74,26 @@ def stdlib_json_columns() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def rows_read_by_name() -> Iterator[None]:
+    """Room rows read member by member by name (`row.name`), as before positional unpacking (providers/sql_rooms.py)."""
+    import providers.sql_rooms
+
+    by_position = providers.sql_rooms.room_from_row
+
+    def by_name(row):
+        return by_position(tuple(getattr(row, column.name) for column in providers.sql_rooms.COLUMNS))
+
+    with _replaced(providers.sql_rooms, "room_from_row", by_name):
+        yield
+
+
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "stock_async_app": stock_async_app,
     "no_validation_precheck": no_validation_precheck,
     "injector_per_dependency": injector_per_dependency,
     "stdlib_json_columns": stdlib_json_columns,
+    "rows_read_by_name": rows_read_by_name,
 }
 
 

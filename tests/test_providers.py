@@ -57,6 +57,20 @@ def test_create_then_get_round_trips(rooms):
     assert stored.room["created_at"].tzinfo is not None
 
 
+def test_every_member_reads_back_as_it_was_written(rooms):
+    # Distinct values in every member, so a row read in the wrong column order cannot pass.
+    sent = new_room(
+        name="Name", description="Description", price=700, recurrency="weekly", provider="Provider",
+        monthly_price=3000, property_size="Size", coordinates={"lat": 1.5, "lon": 2.5}, is_visible=False,
+        area={"name": "Area", "country": "Country", "city": "City", "coordinates": {"lat": 3.5, "lon": 4.5}},
+        images=[{"url": "https://example.com/a.jpg"}, {"url": "https://example.com/b.jpg"}],
+    )
+    created = rooms.create(sent)
+    for room in (created.room, rooms.get(created.room["id"]).room, rooms.search(RoomQuery(city="City")).items[0]):
+        assert {k: v for k, v in room.items() if k not in ("id", "created_at", "updated_at")} == sent
+        assert room["created_at"] == room["updated_at"] == created.room["created_at"]
+
+
 def test_create_with_taken_url_raises_conflict_naming_the_owner(rooms):
     first = rooms.create(new_room(url="https://example.com/x"))
     with pytest.raises(Conflict) as caught:
