@@ -88,12 +88,22 @@ def rows_read_by_name() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def parameters_parsed_twice() -> Iterator[None]:
+    """The handler's request parses query and path parameters again after validation (web/operations.py)."""
+    import web.operations
+
+    with _replaced(web.operations, "RESOLVED_PARAMETERS", "not kept by validation"):
+        yield
+
+
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "stock_async_app": stock_async_app,
     "no_validation_precheck": no_validation_precheck,
     "injector_per_dependency": injector_per_dependency,
     "stdlib_json_columns": stdlib_json_columns,
     "rows_read_by_name": rows_read_by_name,
+    "parameters_parsed_twice": parameters_parsed_twice,
 }
 
 

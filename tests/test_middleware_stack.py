@@ -107,3 +107,23 @@ def test_each_handler_is_decorated_once_however_many_requests_it_serves(producti
     assert client.get("/v1/rooms", params={"cursor": searched["next_cursor"],
                                            "city": created[0].json()["area"]["city"]}).status_code == 200
     assert sorted(decorated) == ["create_room", "get_room", "search_rooms"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_query_and_path_parameters_are_parsed_once_per_request(production_app, auth, monkeypatch):
+    # The validation middleware's request and the handler's are built from one scope for one operation;
+    # the handler reuses what validation parsed and coerced (web/validation.py RESOLVED_PARAMETERS).
+    from connexion.uri_parsing import OpenAPIURIParser
+
+    parsed: list[str] = []
+    for name in ("resolve_query", "resolve_path"):
+        original = getattr(OpenAPIURIParser, name)
+        monkeypatch.setattr(OpenAPIURIParser, name, lambda self, params, _name=name, _original=original:
+                            parsed.append(_name) or _original(self, params))
+    client = production_app.test_client()
+    room = client.post("/v1/rooms", json=new_room(price=640), headers=auth).json()
+    parsed.clear()
+    found = client.get("/v1/rooms", params={"city": room["area"]["city"], "min_price": "640", "limit": "5"})
+    assert found.status_code == 200 and [r["id"] for r in found.json()["data"]] == [room["id"]]
+    assert client.get(f"/v1/rooms/{room['id']}").json() == room
+    assert sorted(parsed) == ["resolve_path", "resolve_path", "resolve_query", "resolve_query"]

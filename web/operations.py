@@ -23,6 +23,8 @@ from connexion.context import receive, scope
 from connexion.decorators import StarletteDecorator
 from connexion.operations import AbstractOperation
 
+from web.validation import RESOLVED_PARAMETERS
+
 
 class _DecorateOnceDecorator(StarletteDecorator):
     """`StarletteDecorator` that decorates at decoration time and builds the URI parser on the first call."""
@@ -38,6 +40,10 @@ class _DecorateOnceDecorator(StarletteDecorator):
                 # Needs Connexion's `operation` context, which exists only inside a request.
                 uri_parser = self.uri_parser
             request = self.framework.get_request(uri_parser=uri_parser, scope=scope, receive=receive)
+            resolved = request.scope.get("extensions", {}).get(RESOLVED_PARAMETERS)
+            if resolved is not None:
+                # ConnexionRequest computes these lazily into the same two attributes.
+                request._query_params, request._path_params = resolved
             return await decorated(request)
 
         return wrapper

@@ -216,6 +216,11 @@ class AllErrorsJSONBodyValidator(JSONRequestBodyValidator):
             raise validation_problem("request body", errors)
 
 
+# Where a validated request keeps its parsed query and path parameters (a scope extension), so that the
+# handler's request, built from the same scope for the same operation, need not parse them again.
+RESOLVED_PARAMETERS = "roomservice.resolved_parameters"
+
+
 class AllErrorsParameterValidator(ParameterValidator):
     """Parameter validator that lists every failing parameter, with compiled schemas."""
 
@@ -240,6 +245,8 @@ class AllErrorsParameterValidator(ParameterValidator):
                 errors.extend(self._check(location, param, values.get(key)))
         if errors:
             raise validation_problem("request parameters", errors)
+        # The handler's request would parse and coerce the same query string and path again.
+        request.scope.setdefault("extensions", {})[RESOLVED_PARAMETERS] = (request.query_params, request.path_params)
 
     @staticmethod
     def _check(location: str, param: dict, value: t.Any) -> list[FieldError]:
