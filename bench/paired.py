@@ -97,6 +97,17 @@ def parameters_parsed_twice() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def names_sanitized_per_request() -> Iterator[None]:
+    """Every parameter name of every request sanitized by Connexion's regular expressions (web/operations.py)."""
+    from connexion.decorators.parameter import AsyncParameterDecorator
+
+    import web.operations
+
+    with _replaced(web.operations._DecorateOnceDecorator, "_parameter_decorator_cls", AsyncParameterDecorator):
+        yield
+
+
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "stock_async_app": stock_async_app,
     "no_validation_precheck": no_validation_precheck,
@@ -104,6 +115,7 @@ VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "stdlib_json_columns": stdlib_json_columns,
     "rows_read_by_name": rows_read_by_name,
     "parameters_parsed_twice": parameters_parsed_twice,
+    "names_sanitized_per_request": names_sanitized_per_request,
 }
 
 
