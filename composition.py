@@ -6,8 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from injector import Binder, Injector, Module, provider, singleton
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine
 
 from contract.avro import AvroSchemas
 from providers.database import make_engine
@@ -28,7 +27,7 @@ from web.contract import ContractRules
 from web.injection import Built
 from web.representation import Representer
 from web.scope import request
-from web.transactions import attach_session
+from web.transactions import attach_connection
 
 
 @dataclass(frozen=True)
@@ -54,10 +53,14 @@ class ConfigModule(Module):
 
 
 class DatabaseModule(Module):
-    """One engine per process, one session per request (ended by web.transactions)."""
+    """One engine per process, one connection per request (its transaction ended by web.transactions).
+
+    A Core connection rather than an ORM Session: the providers run Core statements only, and the
+    Session's unit of work around them cost about 60 µs a request (bench/RESULTS.md, tuning log).
+    """
 
     def configure(self, binder: Binder) -> None:
-        binder.bind(Session, to=Built(lambda get: attach_session(get(sessionmaker)())), scope=request)
+        binder.bind(Connection, to=Built(lambda get: attach_connection(get(Engine).connect())), scope=request)
 
     @singleton
     @provider
@@ -69,27 +72,22 @@ class DatabaseModule(Module):
             pre_ping=settings.pool_pre_ping,
         )
 
-    @singleton
-    @provider
-    def session_factory(self, engine: Engine) -> sessionmaker:
-        return sessionmaker(engine, expire_on_commit=False)
-
 
 class SqlProvidersModule(Module):
-    """The real providers, on the request's session; every change also lands in the outbox."""
+    """The real providers, on the request's connection; every change also lands in the outbox."""
 
     def configure(self, binder: Binder) -> None:
-        binder.bind(Outbox, to=Built(lambda get: SqlOutbox(get(Session), get(AvroSchemas))), scope=request)
-        binder.bind(RoomsProvider, to=Built(lambda get: SqlRoomsProvider(get(Session), get(Outbox))), scope=request)
-        binder.bind(ItemsProvider, to=Built(lambda get: SqlItemsProvider(get(Session), get(Outbox))), scope=request)
+        binder.bind(Outbox, to=Built(lambda get: SqlOutbox(get(Connection), get(AvroSchemas))), scope=request)
+        binder.bind(RoomsProvider, to=Built(lambda get: SqlRoomsProvider(get(Connection), get(Outbox))), scope=request)
+        binder.bind(ItemsProvider, to=Built(lambda get: SqlItemsProvider(get(Connection), get(Outbox))), scope=request)
         binder.bind(
-            QuestionsProvider, to=Built(lambda get: SqlQuestionsProvider(get(Session), get(Outbox))), scope=request
+            QuestionsProvider, to=Built(lambda get: SqlQuestionsProvider(get(Connection), get(Outbox))), scope=request
         )
 
     @singleton
     @provider
-    def event_feed(self, factory: sessionmaker) -> EventFeed:
-        return SqlEventFeed(factory)
+    def event_feed(self, engine: Engine) -> EventFeed:
+        return SqlEventFeed(engine)
 
 
 class InMemoryProvidersModule(Module):

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import pika
 import pika.exceptions
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
 
 from contract.avro import AvroSchemas
 from providers.database import make_engine
@@ -86,17 +86,17 @@ class AmqpPublisher:
                 pass
 
 
-def publish_pending(sessions: sessionmaker, publisher: AmqpPublisher, batch_size: int) -> int:
+def publish_pending(engine: Engine, publisher: AmqpPublisher, batch_size: int) -> int:
     """Publish one batch of unpublished events and mark them; return how many went out (0 if none or not our turn)."""
-    with sessions() as session:
-        events = claim_unpublished(session, batch_size)
+    with engine.connect() as connection:
+        events = claim_unpublished(connection, batch_size)
         if not events:
-            session.rollback()
+            connection.rollback()
             return 0
         publisher.publish(events)
         # Marked only after every confirm: a crash before this commit re-publishes (a duplicate), never loses.
-        mark_published(session, [event.position for event in events])
-        session.commit()
+        mark_published(connection, [event.position for event in events])
+        connection.commit()
         return len(events)
 
 
@@ -106,7 +106,6 @@ class Relay:
     def __init__(self, settings: Settings, schemas: AvroSchemas | None = None) -> None:
         self._settings = settings
         self._engine = make_engine(settings.database_url, pool_size=1)
-        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         self._publisher = AmqpPublisher(settings.amqp_url, settings.relay_exchange, schemas or AvroSchemas())
         self.stopping = threading.Event()
         self.published = 0
@@ -118,7 +117,7 @@ class Relay:
         try:
             while not self.stopping.is_set():
                 try:
-                    count = publish_pending(self._sessions, self._publisher, self._settings.relay_batch_size)
+                    count = publish_pending(self._engine, self._publisher, self._settings.relay_batch_size)
                     backoff = 0.5
                 except Exception as error:  # noqa: BLE001 - a relay must outlive surprises; nothing was marked
                     self._publisher.close()

@@ -11,7 +11,9 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Connection,
     DateTime,
+    Engine,
     Index,
     Integer,
     LargeBinary,
@@ -23,7 +25,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
 
 from contract.avro import AvroSchemas
 from providers.database import Base
@@ -89,8 +91,8 @@ class SqlOutbox(Outbox):
     which was the ceiling of concurrent writes (bench/RESULTS.md).
     """
 
-    def __init__(self, session: Session, schemas: AvroSchemas) -> None:
-        self._session = session
+    def __init__(self, connection: Connection, schemas: AvroSchemas) -> None:
+        self._connection = connection
         self._schemas = schemas
         self._pending: list[dict[str, Any]] = []
         self._listening = False
@@ -98,7 +100,8 @@ class SqlOutbox(Outbox):
     def append(self, event_type: str, subject: str, key: str, entity: Mapping[str, Any] | None) -> None:
         # The event belongs to the transaction in progress (begun here if nothing else began it), so
         # that transaction's rollback also forgets it.
-        self._session.connection()
+        if not self._connection.in_transaction():
+            self._connection.begin()
         schema = self._schemas.get(subject)
         self._pending.append({
             "event_id": uuid.uuid4(),
@@ -110,30 +113,29 @@ class SqlOutbox(Outbox):
             "entity_fingerprint": schema.fingerprint,
         })
         if not self._listening:
-            event.listen(self._session, "before_commit", self._write_pending)
-            event.listen(self._session, "after_transaction_end", self._forget_pending)
+            # The connection's commit event runs before the database commits, inside the transaction;
+            # a savepoint's release is a different event, and so is a savepoint's rollback.
+            event.listen(self._connection, "commit", self._write_pending)
+            event.listen(self._connection, "rollback", self._forget_pending)
             self._listening = True
 
-    def _write_pending(self, session: Session) -> None:
-        if not self._pending or session.in_nested_transaction():
-            return  # a savepoint's release is not the commit
-        # Core statements on the session's connection (no ORM unit of work for rows nobody reads back).
-        connection = session.connection()
+    def _write_pending(self, connection: Connection) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
         if connection.dialect.name == "postgresql":
             connection.execute(LOCK_OUTBOX)
-        connection.execute(APPEND_EVENT, self._pending)
-        self._pending = []
+        connection.execute(APPEND_EVENT, pending)
 
-    def _forget_pending(self, _session: Session, transaction: SessionTransaction) -> None:
-        if transaction.parent is None:  # the outermost transaction ended: committed or rolled back
-            self._pending = []
+    def _forget_pending(self, _connection: Connection) -> None:
+        self._pending = []
 
 
 class SqlEventFeed(EventFeed):
-    """Reads committed events with short sessions of its own, so a long poll sees each new commit."""
+    """Reads committed events with short connections of its own, so a long poll sees each new commit."""
 
-    def __init__(self, sessions: sessionmaker) -> None:
-        self._sessions = sessions
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
         self._waiters = threading.BoundedSemaphore(MAX_WAITERS)
 
     def read(self, after: int, limit: int, types: Sequence[str] | None = None, wait_seconds: float = 0) -> list[Event]:
@@ -155,24 +157,24 @@ class SqlEventFeed(EventFeed):
         statement = select(*COLUMNS).where(EventRow.position > after)
         if types:
             statement = statement.where(EventRow.type.in_(types))
-        with self._sessions() as session:
-            rows = session.execute(statement.order_by(EventRow.position).limit(limit)).all()
+        with self._engine.connect() as connection:
+            rows = connection.execute(statement.order_by(EventRow.position).limit(limit)).all()
         return [event_from_row(row) for row in rows]
 
 
-def claim_unpublished(session: Session, limit: int) -> list[Event] | None:
+def claim_unpublished(connection: Connection, limit: int) -> list[Event] | None:
     """Lock and return the oldest unpublished events for this relay; None if another relay holds the turn.
 
     One relay publishes at a time (a transaction-scoped advisory lock on PostgreSQL, the database
     write lock on SQLite), so events go out in position order and never twice concurrently.
     """
-    dialect = session.get_bind().dialect.name
+    dialect = connection.dialect.name
     if dialect == "postgresql":
-        if not session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}).scalar_one():
+        if not connection.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY}).scalar_one():
             return None
     else:
         # Take SQLite's write lock now rather than at the final UPDATE, so two relays cannot both read the batch.
-        session.execute(update(EventRow).where(EventRow.position < 0).values(published_at=None))
+        connection.execute(update(EventRow).where(EventRow.position < 0).values(published_at=None))
     statement = (
         select(*COLUMNS)
         .where(EventRow.published_at.is_(None))
@@ -181,12 +183,12 @@ def claim_unpublished(session: Session, limit: int) -> list[Event] | None:
     )
     if dialect == "postgresql":
         statement = statement.with_for_update(skip_locked=True)
-    return [event_from_row(row) for row in session.execute(statement).all()]
+    return [event_from_row(row) for row in connection.execute(statement).all()]
 
 
-def mark_published(session: Session, positions: Sequence[int]) -> None:
+def mark_published(connection: Connection, positions: Sequence[int]) -> None:
     """Record that the broker confirmed these events."""
     if positions:
-        session.execute(
+        connection.execute(
             update(EventRow).where(EventRow.position.in_(positions)).values(published_at=datetime.now(UTC))
         )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Index, String, delete, select
+from sqlalchemy import Connection, Index, String, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from providers.database import Base
 from providers.errors import Conflict, NotFound
@@ -26,40 +26,43 @@ class QuestionRow(Base):
     message: Mapped[str] = mapped_column(String(100))
 
 
-class SqlQuestionsProvider(QuestionsProvider):
-    """Questions through the request's session; the caller owns the transaction."""
+_SELECT_QUESTION = select(QuestionRow.question_code, QuestionRow.category, QuestionRow.message)
 
-    def __init__(self, session: Session, outbox: Outbox) -> None:
-        self._session = session
+
+class SqlQuestionsProvider(QuestionsProvider):
+    """Questions through the request's database connection; the caller owns the transaction."""
+
+    def __init__(self, connection: Connection, outbox: Outbox) -> None:
+        self._connection = connection
         self._outbox = outbox
 
     def create(self, question: Question) -> Question:
         values = known_fields(question)
-        insert = postgresql.insert if self._session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        insert = postgresql.insert if self._connection.dialect.name == "postgresql" else sqlite.insert
         # A concurrent insert of the same code makes this wait, then insert nothing: 409, not an error.
         statement = insert(QuestionRow).values(values).on_conflict_do_nothing(index_elements=["question_code"])
-        if self._session.execute(statement.returning(QuestionRow.question_code)).one_or_none() is None:
+        if self._connection.execute(statement.returning(QuestionRow.question_code)).one_or_none() is None:
             raise Conflict(f"A question with code {values['question_code']} already exists.", values["question_code"])
         self._outbox.append("question.created", QUESTION_SCHEMA, values["question_code"], values)
         return values
 
     def get(self, question_code: str) -> Question:
-        row = self._session.get(QuestionRow, question_code)
+        row = self._connection.execute(_SELECT_QUESTION.where(QuestionRow.question_code == question_code)).one_or_none()
         if row is None:
             raise NotFound(f"Question {question_code} does not exist.")
-        return {"question_code": row.question_code, "category": row.category, "message": row.message}
+        return dict(row._mapping)
 
     def delete(self, question_code: str) -> None:
-        result = self._session.execute(delete(QuestionRow).where(QuestionRow.question_code == question_code))
+        result = self._connection.execute(delete(QuestionRow).where(QuestionRow.question_code == question_code))
         if result.rowcount == 0:
             raise NotFound(f"Question {question_code} does not exist.")
         self._outbox.append("question.deleted", QUESTION_SCHEMA, question_code, None)
 
     def search(self, query: QuestionQuery) -> Page[Question]:
-        statement = select(QuestionRow.question_code, QuestionRow.category, QuestionRow.message)
+        statement = _SELECT_QUESTION
         if query.category is not None:
             statement = statement.where(QuestionRow.category == query.category)
         if query.after_code is not None:
             statement = statement.where(QuestionRow.question_code > query.after_code)
-        rows = self._session.execute(statement.order_by(QuestionRow.question_code).limit(query.limit + 1)).all()
+        rows = self._connection.execute(statement.order_by(QuestionRow.question_code).limit(query.limit + 1)).all()
         return question_page([dict(row._mapping) for row in rows], query.limit)

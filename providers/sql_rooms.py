@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from providers.database import Base
 from providers.errors import Conflict, NotFound
@@ -181,10 +181,10 @@ def _room_uuid(room_id: str) -> uuid.UUID:
 
 
 class SqlRoomsProvider(RoomsProvider):
-    """Rooms stored through the request's SQLAlchemy session; the caller owns the transaction."""
+    """Rooms stored through the request's database connection; the caller owns the transaction."""
 
-    def __init__(self, session: Session, outbox: Outbox) -> None:
-        self._session = session
+    def __init__(self, connection: Connection, outbox: Outbox) -> None:
+        self._connection = connection
         self._outbox = outbox
 
     def create(self, new_room: Room) -> StoredRoom:
@@ -223,7 +223,7 @@ class SqlRoomsProvider(RoomsProvider):
             .returning(*COLUMNS)
         )
         try:
-            with self._session.begin_nested():
+            with self._connection.begin_nested():
                 row = self._connection.execute(statement).one_or_none()
         except IntegrityError:
             raise self._url_conflict(room["url"]) from None
@@ -244,12 +244,6 @@ class SqlRoomsProvider(RoomsProvider):
         shape, parameters = _search_shape(query)
         rows = self._connection.execute(_search_statement(*shape), parameters).all()
         return page_from([room_from_row(row) for row in rows], query)
-
-    @property
-    def _connection(self) -> Connection:
-        # Core statements run on the session's connection, inside its transaction: the ORM's execute
-        # path adds about a hundred Python calls per statement that these queries do not use.
-        return self._session.connection()
 
     def _url_conflict(self, url: str) -> Conflict:
         existing = self._connection.scalar(select(RoomRow.id).where(RoomRow.url == url))

@@ -164,20 +164,18 @@ def outbox_keys(engine) -> list[str]:
 
 
 def test_the_outbox_writes_at_commit_and_forgets_what_a_rollback_undid(engine):
-    from sqlalchemy.orm import Session
-
     from providers.sql_events import SqlOutbox
 
-    with Session(engine) as session:
-        outbox = SqlOutbox(session, SCHEMAS)
+    with engine.connect() as connection:
+        outbox = SqlOutbox(connection, SCHEMAS)
         outbox.append("room.deleted", "roomservice.Room", "first", None)
         assert outbox_keys(engine) == []  # nothing is written before the commit
-        session.rollback()
+        connection.rollback()
         outbox.append("room.deleted", "roomservice.Room", "second", None)
-        with session.begin_nested():
+        with connection.begin_nested():
             outbox.append("room.deleted", "roomservice.Room", "third", None)
         assert outbox_keys(engine) == []  # releasing a savepoint is not the commit
-        session.commit()
+        connection.commit()
         outbox.append("room.deleted", "roomservice.Room", "fourth", None)
-        session.commit()
+        connection.commit()
     assert outbox_keys(engine) == ["second", "third", "fourth"]

@@ -26,8 +26,8 @@ class RecordingRoomsModule(Module):
 
     @request
     @provider
-    def rooms(self, session: sa.orm.Session) -> RoomsProvider:
-        instance = SqlRoomsProvider(session, SqlOutbox(session, SCHEMAS))
+    def rooms(self, connection: sa.Connection) -> RoomsProvider:
+        instance = SqlRoomsProvider(connection, SqlOutbox(connection, SCHEMAS))
         self.handed_out.append(instance)
         return instance
 

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from contract.avro import AvroSchemas
 from providers.database import make_engine
@@ -29,25 +28,25 @@ SCHEMAS = AvroSchemas()
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
-def session_or_none(request: pytest.FixtureRequest, tmp_path) -> Iterator[Session | None]:
-    """None for the in-memory implementations, else a session on a fresh database of that backend."""
+def connection_or_none(request: pytest.FixtureRequest, tmp_path) -> Iterator[sa.Connection | None]:
+    """None for the in-memory implementations, else a connection to a fresh database of that backend."""
     if request.param == "memory":
         yield None
         return
     with fresh_database(request, request.param, tmp_path) as url:
         engine = make_engine(url, pool_size=2)
-        with Session(engine) as session:
-            yield session
-            session.rollback()
+        with engine.connect() as connection:
+            yield connection
+            connection.rollback()
         engine.dispose()
 
 
 @pytest.fixture
-def rooms(session_or_none: Session | None) -> RoomsProvider:
-    """A rooms provider of each kind; SQL ones work inside one session, as a request would."""
-    if session_or_none is None:
+def rooms(connection_or_none: sa.Connection | None) -> RoomsProvider:
+    """A rooms provider of each kind; SQL ones work inside one transaction, as a request would."""
+    if connection_or_none is None:
         return InMemoryRoomsProvider()
-    return SqlRoomsProvider(session_or_none, SqlOutbox(session_or_none, SCHEMAS))
+    return SqlRoomsProvider(connection_or_none, SqlOutbox(connection_or_none, SCHEMAS))
 
 
 def test_create_then_get_round_trips(rooms):
@@ -135,17 +134,17 @@ def test_a_cursor_for_another_sort_is_invalid_input():
 
 def test_sql_provider_never_commits(database_url):
     engine = make_engine(database_url, pool_size=2)
-    with Session(engine) as session:
-        SqlRoomsProvider(session, SqlOutbox(session, SCHEMAS)).create(new_room())
-        session.rollback()
+    with engine.connect() as connection:
+        SqlRoomsProvider(connection, SqlOutbox(connection, SCHEMAS)).create(new_room())
+        # Closing without a commit: whatever the provider wrote must go with it.
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM rooms")).scalar_one() == 0
     engine.dispose()
 
 
 
-def test_items_providers_agree(session_or_none):
-    items = InMemoryItemsProvider() if session_or_none is None else SqlItemsProvider(session_or_none, SqlOutbox(session_or_none, SCHEMAS))
+def test_items_providers_agree(connection_or_none):
+    items = InMemoryItemsProvider() if connection_or_none is None else SqlItemsProvider(connection_or_none, SqlOutbox(connection_or_none, SCHEMAS))
     lamp, chair, big = (items.create({"name": n}) for n in ("Lamp", "Chair", "BIG LAMP"))
     assert lamp.item["id"] < chair.item["id"] < big.item["id"] and lamp.version == 1
     assert items.replace(chair.item["id"], {"name": "Stool"}) == StoredItem({"id": chair.item["id"], "name": "Stool"}, 2)
@@ -160,8 +159,8 @@ def test_items_providers_agree(session_or_none):
             call()
 
 
-def test_questions_providers_agree(session_or_none):
-    questions = InMemoryQuestionsProvider() if session_or_none is None else SqlQuestionsProvider(session_or_none, SqlOutbox(session_or_none, SCHEMAS))
+def test_questions_providers_agree(connection_or_none):
+    questions = InMemoryQuestionsProvider() if connection_or_none is None else SqlQuestionsProvider(connection_or_none, SqlOutbox(connection_or_none, SCHEMAS))
     stored = questions.create({"question_code": "20", "category": "a", "message": "m", "extra": 1})
     assert stored == {"question_code": "20", "category": "a", "message": "m"}
     assert questions.get("20") == stored

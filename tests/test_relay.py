@@ -16,7 +16,6 @@ import fastavro
 import pika
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import sessionmaker
 
 import relay as relay_module
 from contract.avro import SINGLE_OBJECT_MARKER, AvroSchemas
@@ -83,17 +82,12 @@ def make_changes(client, auth, rooms: int = 3) -> None:
     client.delete("/v1/questions/5", headers=auth)
 
 
-def sessions_for(database_url: str):
-    engine = make_engine(database_url, pool_size=2)
-    return engine, sessionmaker(engine, expire_on_commit=False)
-
-
 def publish_everything(database_url: str, rabbitmq_url: str, exchange: str, batch_size: int = 10) -> None:
     """Run relay batches in this thread until nothing is left to publish."""
-    db, sessions = sessions_for(database_url)
+    db = make_engine(database_url, pool_size=2)
     publisher = AmqpPublisher(rabbitmq_url, exchange, SCHEMAS)
     try:
-        while publish_pending(sessions, publisher, batch_size):
+        while publish_pending(db, publisher, batch_size):
             pass
     finally:
         publisher.close()
@@ -145,7 +139,7 @@ def test_routing_keys_are_event_types(client, auth, settings, rabbitmq_url, exch
 def test_a_crash_between_publish_and_mark_becomes_a_duplicate_not_a_loss(client, auth, settings, rabbitmq_url,
                                                                            exchange, queue, engine, monkeypatch):
     make_changes(client, auth, rooms=1)
-    db, sessions = sessions_for(settings.database_url)
+    db = make_engine(settings.database_url, pool_size=2)
     publisher = AmqpPublisher(rabbitmq_url, exchange, SCHEMAS)
 
     def crash(*_args, **_kwargs):
@@ -154,10 +148,10 @@ def test_a_crash_between_publish_and_mark_becomes_a_duplicate_not_a_loss(client,
     try:
         monkeypatch.setattr(relay_module, "mark_published", crash)
         with pytest.raises(RuntimeError):
-            publish_pending(sessions, publisher, 100)
+            publish_pending(db, publisher, 100)
         monkeypatch.undo()
         assert unpublished(engine) == 4
-        while publish_pending(sessions, publisher, 100):
+        while publish_pending(db, publisher, 100):
             pass
     finally:
         publisher.close()

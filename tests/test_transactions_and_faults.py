@@ -6,7 +6,6 @@ import logging
 
 import sqlalchemy as sa
 from injector import Module, provider
-from sqlalchemy.orm import Session
 
 from app import create_app, dispose_app
 from contract.avro import AvroSchemas
@@ -34,8 +33,8 @@ def _module(error: Exception) -> Module:
     class Failing(Module):
         @request
         @provider
-        def rooms(self, session: Session) -> RoomsProvider:
-            provider_ = WritesThenFails(session, SqlOutbox(session, SCHEMAS))
+        def rooms(self, connection: sa.Connection) -> RoomsProvider:
+            provider_ = WritesThenFails(connection, SqlOutbox(connection, SCHEMAS))
             provider_.error = error
             return provider_
 

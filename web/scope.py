@@ -1,4 +1,4 @@
-"""The request scope: one instance per request of everything bound `@request` (sessions, providers)."""
+"""The request scope: one instance per request of everything bound `@request` (connections, providers)."""
 
 from __future__ import annotations
 

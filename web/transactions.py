@@ -7,20 +7,20 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
-# The sessions opened during the request being handled (in practice one).
-_sessions: ContextVar[list[Session] | None] = ContextVar("request_sessions", default=None)
+# The database connections opened during the request being handled (in practice one).
+_connections: ContextVar[list[Connection] | None] = ContextVar("request_connections", default=None)
 
 
-def attach_session(session: Session) -> Session:
-    """Register a request's session so the transaction boundary ends it."""
-    sessions = _sessions.get()
-    if sessions is None:
-        session.close()
-        raise RuntimeError("A request session was opened outside transaction_boundary().")
-    sessions.append(session)
-    return session
+def attach_connection(connection: Connection) -> Connection:
+    """Register a request's connection so the transaction boundary ends its transaction and returns it."""
+    connections = _connections.get()
+    if connections is None:
+        connection.close()
+        raise RuntimeError("A request connection was opened outside transaction_boundary().")
+    connections.append(connection)
+    return connection
 
 
 class Outcome:
@@ -39,19 +39,19 @@ class Outcome:
 def transaction_boundary() -> Iterator[Outcome]:
     """Commit after a successful answer, roll back after an error answer or an exception, always close.
 
-    Providers only flush; this is the one place a transaction is committed.
+    Providers only execute statements; this is the one place a transaction is committed.
     """
-    sessions: list[Session] = []
-    token = _sessions.set(sessions)
+    connections: list[Connection] = []
+    token = _connections.set(connections)
     outcome = Outcome()
     try:
         yield outcome
-        for session in sessions:
+        for connection in connections:
             if outcome.status < 400:
-                session.commit()
+                connection.commit()
             else:
-                session.rollback()
+                connection.rollback()
     finally:
-        _sessions.reset(token)
-        for session in sessions:
-            session.close()  # rolls back whatever was not committed
+        _connections.reset(token)
+        for connection in connections:
+            connection.close()  # rolls back whatever was not committed, returns it to the pool
