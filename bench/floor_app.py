@@ -84,7 +84,11 @@ def _problem(status: int, title: str, detail: str) -> Response:
 
 
 def room_from_row(row) -> dict:
-    """Return the API shape of a room row (the same members as providers.sql_rooms.room_from_row)."""
+    """Return the API shape of a room row (the same members as providers.sql_rooms.room_from_row).
+
+    Members are read by name, as plain SQLAlchemy code reads them; the service unpacks by position,
+    and the README's performance section says what that is worth.
+    """
     room = {
         "id": str(row.id),
         "name": row.name,
