@@ -51,10 +51,6 @@ class BindingShortcuts:
             getter = self._getters[interface] = self._getter_for(interface)
         return getter()
 
-    def lives_forever(self, interface: t.Any) -> bool:
-        """Whether the injector hands out one object for `interface` for its whole life."""
-        return _lives_forever(self._injector.binder.get_binding(interface)[0])
-
     def _getter_for(self, interface: t.Any) -> t.Callable[[], t.Any]:
         binding, _ = self._injector.binder.get_binding(interface)
         if _lives_forever(binding):
@@ -104,24 +100,17 @@ def in_thread(handler: t.Callable, executor: Executor) -> t.Callable:
 def handle_requests(handler: t.Callable, get: BindingShortcuts) -> t.Callable:
     """Return `handler` run in a request scope and a transaction, with its Inject[...] parameters supplied.
 
-    Objects that live as long as the injector (singletons, bound instances) are looked up once, on the
-    first call; everything else, such as the request-scoped providers, is asked for per call.
-    A handler that injects nothing cannot reach the database and is returned as it is.
+    `get` fetches objects that live as long as the injector once and builds request-scoped ones per
+    request. A handler that injects nothing cannot reach the database and is returned as it is.
     """
     bindings = get_bindings(handler)
     if not bindings:
         return handler
-    per_call = {name: interface for name, interface in bindings.items() if not get.lives_forever(interface)}
-    lasting_names = {name: interface for name, interface in bindings.items() if name not in per_call}
-    lasting: dict[str, t.Any] = {}
 
     @functools.wraps(handler)
     def handle(*args: t.Any, **kwargs: t.Any) -> t.Any:
-        if len(lasting) < len(lasting_names):
-            lasting.update({name: get(interface) for name, interface in lasting_names.items()})
-        kwargs.update(lasting)
         with request_scope(), transaction_boundary() as outcome:
-            for name, interface in per_call.items():
+            for name, interface in bindings.items():
                 kwargs[name] = get(interface)
             return outcome.record(handler(*args, **kwargs))
 
