@@ -30,8 +30,8 @@ from composition import Contract, build_injector
 from contract.avro import AvroSchemas
 from settings import Settings
 from web.avro_bodies import avro_body_validator
-from web.bridge import BufferedWSGIBridge
 from web.contract import SPEC_PATH, ContractRules, load_spec
+from web.flask_app import ServiceApp
 from web.injection import InjectingResolver
 from web.middleware import AuthoredSpec, BodySizeLimit, ControlCharactersInPath, RootDocsAliases, SwaggerUIOnDocsPaths
 from web.problems import register_problem_handlers
@@ -54,20 +54,6 @@ class _OrjsonModule:
         return orjson.loads(data)
 
 
-class ServiceApp(FlaskApp):
-    """Connexion's FlaskApp, taking the same arguments, with its Flask app served by `BufferedWSGIBridge`.
-
-    Connexion gives no setting for the bridge in front of Flask, only the attribute it keeps it in
-    (`tests/test_flask_app.py` fails if an upgrade moves it). The Flask app itself is Connexion's:
-    `service.app`, with every route of the spec, Flask-Injector and whatever extension is added to it.
-    """
-
-    def __init__(self, import_name: str, *, handler_threads: ThreadPoolExecutor, **options) -> None:
-        super().__init__(import_name, **options)
-        self._middleware_app.asgi_app = BufferedWSGIBridge(self.app.wsgi_app, handler_threads)
-        self.handler_threads = handler_threads
-
-
 def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = ()) -> ServiceApp:
     """Build the service: spec-driven routing and validation, injected handlers, one transaction per request."""
     settings = settings or Settings.from_env()
@@ -87,9 +73,10 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
         validator_map=validator_map(avro_body=avro_body_validator(contract.schemas, contract.rules)),
         security_map=api_key_security_map(settings.api_keys),
     )
-    # The hooks first: FlaskInjector injects into the hooks it finds when it is constructed.
-    install_transaction_boundary(app.app)
     FlaskInjector(app=app.app, injector=injector)
+    # After FlaskInjector: it wraps every annotated hook it finds for injection, a signature inspection
+    # per call, and these hooks ask the injector themselves. Its request-scope cleanup still runs last.
+    install_transaction_boundary(app.app, injector)
     app.add_api(
         spec,
         base_path=BASE_PATH,

@@ -25,6 +25,7 @@ from providers.sql_questions import SqlQuestionsProvider
 from providers.sql_rooms import SqlRoomsProvider
 from settings import Settings
 from web.contract import ContractRules
+from web.injection import Factory
 from web.representation import Representer
 from web.transactions import RequestTransaction
 
@@ -68,35 +69,22 @@ class DatabaseModule(Module):
             pre_ping=settings.pool_pre_ping,
         )
 
-    @request
-    @provider
-    def transaction(self, engine: Engine) -> RequestTransaction:
-        return RequestTransaction(engine)
-
+    def configure(self, binder: Binder) -> None:
+        binder.bind(RequestTransaction, to=Factory(lambda injector: RequestTransaction(injector.get(Engine))), scope=request)
 
 
 class SqlProvidersModule(Module):
     """The real providers, on the request's connection; every change also lands in the outbox."""
 
-    @request
-    @provider
-    def outbox(self, transaction: RequestTransaction, schemas: AvroSchemas) -> Outbox:
-        return SqlOutbox(transaction.connection, schemas)
+    def configure(self, binder: Binder) -> None:
+        def on_transaction(provider_class):
+            return Factory(lambda injector: provider_class(injector.get(RequestTransaction).connection, injector.get(Outbox)))
 
-    @request
-    @provider
-    def rooms(self, transaction: RequestTransaction, outbox: Outbox) -> RoomsProvider:
-        return SqlRoomsProvider(transaction.connection, outbox)
-
-    @request
-    @provider
-    def items(self, transaction: RequestTransaction, outbox: Outbox) -> ItemsProvider:
-        return SqlItemsProvider(transaction.connection, outbox)
-
-    @request
-    @provider
-    def questions(self, transaction: RequestTransaction, outbox: Outbox) -> QuestionsProvider:
-        return SqlQuestionsProvider(transaction.connection, outbox)
+        outbox = Factory(lambda injector: SqlOutbox(injector.get(RequestTransaction).connection, injector.get(AvroSchemas)))
+        binder.bind(Outbox, to=outbox, scope=request)
+        binder.bind(RoomsProvider, to=on_transaction(SqlRoomsProvider), scope=request)
+        binder.bind(ItemsProvider, to=on_transaction(SqlItemsProvider), scope=request)
+        binder.bind(QuestionsProvider, to=on_transaction(SqlQuestionsProvider), scope=request)
 
     @singleton
     @provider

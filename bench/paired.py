@@ -6,17 +6,20 @@ and serve alternating blocks of requests (`--block`, default 100) of the same sc
 blocks gives a CPU ratio (as is / undone) and the median of the ratios over `--pairs` pairs is reported
 with its quartiles. Slow drift hits both halves of a pair alike and drops out.
 
-    .venv/bin/python bench/paired.py stock_async_app --scenarios get_room,search_city,create_room
+    .venv/bin/python bench/paired.py a2wsgi_bridge --scenarios get_room,search_city,create_room
 
-No HTTP server, no load generator: requests go straight into the ASGI app one at a time, as in
-bench/inprocess.py. A variant is a context manager that undoes one change of the app while the undone
-app is built and while it serves; the tuning log in bench/RESULTS.md quotes what each measured.
+No HTTP server, no load generator: requests go straight into the ASGI app one at a time. CPU time is the
+whole process's, so the handler threads count. A variant is a context manager that undoes one change of
+the app while the undone app is built and while it serves; the tuning log in bench/RESULTS.md quotes
+what each measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import json
 import os
 import statistics
 import sys
@@ -27,17 +30,50 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from bench.inprocess import API_KEY, AsgiDriver, requests_for  # noqa: E402
+API_KEY = "bench-paired"
+ROOM = {
+    "name": "Bench room", "description": "A bright room in a shared flat, close to the station.", "price": 650,
+    "recurrency": "monthly", "provider": "bench", "monthly_price": 650, "property_size": "14 m²",
+    "coordinates": {"lat": 52.4986, "lon": 13.4182},
+    "area": {"name": "Kreuzberg", "country": "Germany", "city": "Berlin", "coordinates": {"lat": 52.4986, "lon": 13.4182}},
+    "is_visible": True, "images": [{"url": "https://bench.example.com/images/1.jpg"}],
+}
 
 
 @contextlib.contextmanager
-def stock_async_app() -> Iterator[None]:
-    """Connexion's AsyncApp as shipped: every handler decorated again on every request (web/operations.py)."""
-    import connexion
+def a2wsgi_bridge() -> Iterator[None]:
+    """Flask behind Connexion's own bridge, a2wsgi's WSGIMiddleware, instead of BufferedWSGIBridge (web/bridge.py)."""
+    from a2wsgi import WSGIMiddleware
 
-    import app
+    import web.flask_app
 
-    with _replaced(app, "ServiceApp", connexion.AsyncApp):
+    def a2wsgi(wsgi_app, executor):
+        return WSGIMiddleware(wsgi_app, workers=executor._max_workers)
+
+    with _replaced(web.flask_app, "BufferedWSGIBridge", a2wsgi):
+        yield
+
+
+@contextlib.contextmanager
+def decorated_per_request() -> Iterator[None]:
+    """Connexion's FlaskApi and FlaskOperation: every handler decorated again on every request (web/flask_app.py)."""
+    from connexion.apps.flask import FlaskApi
+
+    import web.flask_app
+
+    with _replaced(web.flask_app, "_DecorateOnceApi", FlaskApi):
+        yield
+
+
+@contextlib.contextmanager
+def injection_inspected_per_call() -> Iterator[None]:
+    """Handlers injected by Flask-Injector's own view wrapper (`injector.call_with_injection`, a signature
+    inspection per call) instead of bindings read once (web/injection.py)."""
+    import flask_injector
+
+    import web.injection
+
+    with _replaced(web.injection, "inject_into", flask_injector.wrap_function):
         yield
 
 
@@ -47,15 +83,6 @@ def no_validation_precheck() -> Iterator[None]:
     import web.validation
 
     with _replaced(web.validation, "_precheck_for", lambda schema: None):
-        yield
-
-
-@contextlib.contextmanager
-def injector_per_dependency() -> Iterator[None]:
-    """Every dependency of every request asked of injector.get, as before BindingShortcuts (web/injection.py)."""
-    import web.injection
-
-    with _replaced(web.injection.BindingShortcuts, "__call__", lambda self, interface: self._injector.get(interface)):
         yield
 
 
@@ -88,33 +115,13 @@ def rows_read_by_name() -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def parameters_parsed_twice() -> Iterator[None]:
-    """The handler's request parses query and path parameters again after validation (web/operations.py)."""
-    import web.operations
-
-    with _replaced(web.operations, "RESOLVED_PARAMETERS", "not kept by validation"):
-        yield
-
-
-@contextlib.contextmanager
-def names_sanitized_per_request() -> Iterator[None]:
-    """Every parameter name of every request sanitized by Connexion's regular expressions (web/operations.py)."""
-    import web.operations
-    from connexion.decorators.parameter import AsyncParameterDecorator
-
-    with _replaced(web.operations._DecorateOnceDecorator, "_parameter_decorator_cls", AsyncParameterDecorator):
-        yield
-
-
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
-    "stock_async_app": stock_async_app,
+    "a2wsgi_bridge": a2wsgi_bridge,
+    "decorated_per_request": decorated_per_request,
+    "injection_inspected_per_call": injection_inspected_per_call,
     "no_validation_precheck": no_validation_precheck,
-    "injector_per_dependency": injector_per_dependency,
     "stdlib_json_columns": stdlib_json_columns,
     "rows_read_by_name": rows_read_by_name,
-    "parameters_parsed_twice": parameters_parsed_twice,
-    "names_sanitized_per_request": names_sanitized_per_request,
 }
 
 
@@ -128,28 +135,65 @@ def _replaced(owner: object, name: str, value: object) -> Iterator[None]:
         setattr(owner, name, saved)
 
 
-class AvroDriver(AsgiDriver):
-    """AsgiDriver that asks for Avro, as the get_room_avro scenario of bench/run.py does."""
+def requests_for(scenario: str, ids: list[str], cities: list[str], prefix: str, count: int):
+    """Yield (method, path, query, body) for `count` requests of a scenario."""
+    for number in range(count):
+        if scenario == "get_room":
+            yield "GET", f"/v1/rooms/{ids[number * 7919 % len(ids)]}", "", b""
+        elif scenario == "search_city":
+            yield "GET", "/v1/rooms", f"city={cities[number % len(cities)]}&limit=20", b""
+        elif scenario == "health":
+            yield "GET", "/v1/health", "", b""
+        else:
+            body = json.dumps(ROOM | {"url": f"https://bench.example.com/{prefix}/{number}"}).encode()
+            yield "POST", "/v1/rooms", "", body
+
+
+class AsgiDriver:
+    """Calls an ASGI app the way a server would, one request at a time, on one event loop."""
+
+    accept = b"application/json"
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.loop = asyncio.new_event_loop()
+
+    def __call__(self, method: str, path: str, query: str, body: bytes) -> int:
+        """Send one request and return the response status."""
+        return self.loop.run_until_complete(self._call(method, path, query, body))
 
     async def _call(self, method: str, path: str, query: str, body: bytes) -> int:
+        headers = [(b"host", b"127.0.0.1"), (b"x-api-key", API_KEY.encode()), (b"accept", self.accept)]
+        if body:
+            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+            "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+            "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
+        }
+        delivered = False
         status = 0
 
         async def receive():
-            return {"type": "http.request", "body": b"", "more_body": False}
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # the client stays connected
 
         async def send(message):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
 
-        scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-            "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
-            "headers": [(b"host", b"127.0.0.1"), (b"accept", b"application/avro")],
-            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80),
-        }
         await self.app(scope, receive, send)
         return status
+
+
+class AvroDriver(AsgiDriver):
+    """AsgiDriver that asks for Avro, as the get_room_avro scenario of bench/run.py does."""
+
+    accept = b"application/avro"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,14 +230,14 @@ def main(argv: list[str] | None = None) -> int:
             cpu: dict[str, list[float]] = {name: [] for name in targets}
             for name, (send, context) in targets.items():
                 with context():
-                    for request in requests_for(kind, ids, cities, f"warm-{name}-{time.time_ns()}", 200):
+                    for request in requests_for(kind, ids, cities, f"warm-{name.replace(' ', '-')}-{time.time_ns()}", 200):
                         if send(*request) >= 400:
                             raise SystemExit(f"{name} answered an error to {request[:3]}")
             for pair in range(options.pairs):
                 order = list(targets) if pair % 2 == 0 else list(reversed(targets))
                 for name in order:
                     send, context = targets[name]
-                    batch = list(requests_for(kind, ids, cities, f"{name}-{pair}-{time.time_ns()}", options.block))
+                    batch = list(requests_for(kind, ids, cities, f"{name.replace(' ', '-')}-{pair}-{time.time_ns()}", options.block))
                     with context():
                         started = time.process_time()
                         for request in batch:

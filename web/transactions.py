@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, Response
-from injector import Inject
+from injector import Injector
 from sqlalchemy import Connection, Engine
 
 
@@ -40,20 +40,22 @@ class RequestTransaction:
             connection.close()
 
 
-def install_transaction_boundary(flask_app: Flask) -> None:
+def install_transaction_boundary(flask_app: Flask, injector: Injector) -> None:
     """Register the hooks that end each request's transaction: commit below 400, else roll back; always close.
 
-    Registered before FlaskInjector is constructed, so Flask-Injector wraps them and supplies their
-    `Inject[...]` parameter from the request scope: the same RequestTransaction the handler's providers got.
-    The after-request hook runs before the response is sent, so a client never sees a 2xx for a write
-    that failed to commit. A handler that raises never reaches it; the teardown then rolls back and closes.
+    Each hook asks the injector for the request's RequestTransaction, the same object the handler's
+    providers got from Flask-Injector's request scope (its teardown clears the scope after these run).
+    Hooks could also declare it as an `Inject[...]` parameter for Flask-Injector to fill in, at the cost
+    of a signature inspection per hook per request (bench/RESULTS.md, tuning log). The after-request hook
+    runs before the response is sent, so a client never sees a 2xx for a write that failed to commit; a
+    handler that raises never reaches it, and the teardown then rolls back and closes.
     """
 
     @flask_app.after_request
-    def end_transaction(response: Response, transaction: Inject[RequestTransaction]) -> Response:
-        transaction.end(response.status_code)
+    def end_transaction(response: Response) -> Response:
+        injector.get(RequestTransaction).end(response.status_code)
         return response
 
     @flask_app.teardown_request
-    def close_transaction(_error: BaseException | None, transaction: Inject[RequestTransaction]) -> None:
-        transaction.close()
+    def close_transaction(_error: BaseException | None) -> None:
+        injector.get(RequestTransaction).close()
