@@ -45,26 +45,11 @@ TIMEOUT_MS = 15_000
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
-@pytest.fixture(scope="module")
-def playwright() -> Iterator:
-    """Playwright's driver for the module; fails (never skips) when the system Chromium is missing."""
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"{CHROMIUM} is missing: run `bash scripts/ensure-chromium.sh` as root (it installs Debian's chromium "
-            "and chromium-driver), or `make test` as root, which does.",
-            pytrace=False,
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as driver:
-        yield driver
-
-
 class Browsing:
-    """A page in a fresh Chromium profile that records every request and lets only the service's go out."""
+    """Chromium on a fresh temporary profile that records every request and lets only the service's go out."""
 
-    def __init__(self, playwright, user_data_dir: Path, origin: str) -> None:
-        self.origin = origin
+    def __init__(self, playwright, user_data_dir: Path) -> None:
+        self.origin = ""
         self.requests: list[str] = []
         self.blocked: list[str] = []
         self.context = playwright.chromium.launch_persistent_context(
@@ -78,7 +63,20 @@ class Browsing:
         self.context.set_default_timeout(TIMEOUT_MS)
         self.context.on("request", lambda request: self.requests.append(request.url))
         self.context.route("**/*", self._only_the_service)
+        self.page = None
+
+    def visit(self, origin: str) -> None:
+        """Start over on a new page for the service at origin, with empty request records."""
+        self.origin = origin
+        self.requests.clear()
+        self.blocked.clear()
+        # Each test's live server has its own port, so its origin's storage starts empty too.
         self.page = self.context.new_page()
+
+    def leave(self) -> None:
+        """Close the page."""
+        self.page.close()
+        self.page = None
 
     def _only_the_service(self, route) -> None:
         url = route.request.url
@@ -104,15 +102,34 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browsing]:
+    """One Chromium for the module, on a fresh profile; fails (never skips) when the system Chromium is missing."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(
+            f"{CHROMIUM} is missing: run `bash scripts/ensure-chromium.sh` as root (it installs Debian's chromium "
+            "and chromium-driver), or `make test` as root, which does.",
+            pytrace=False,
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        session = Browsing(playwright, tmp_path_factory.mktemp("chromium-profile"))
+        try:
+            yield session
+        finally:
+            session.context.close()
+
+
 @pytest.fixture
-def browsing(playwright, live_server, tmp_path: Path) -> Iterator[Browsing]:
-    """A fresh browser profile on this test's live server; at the end nothing may have left for another host."""
-    session = Browsing(playwright, tmp_path / "chromium-profile", live_server.url)
+def browsing(chromium: Browsing, live_server) -> Iterator[Browsing]:
+    """The browser on a new page for this test's live server; at the end nothing may have left for another host."""
+    chromium.visit(live_server.url)
     try:
-        yield session
+        yield chromium
     finally:
-        session.context.close()
-    assert session.foreign_requests() == []
+        chromium.leave()
+    assert chromium.foreign_requests() == []
 
 
 def _spec() -> dict:
