@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEV_KEY := dev-key-change-me
 
-.PHONY: run relay test bench migrate system-deps check-schemas release-schemas bench-avro clean
+.PHONY: run relay test clients bench migrate system-deps check-schemas release-schemas bench-avro clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ relay: $(VENV)/.runtime
 test: $(VENV)/.dev system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## clients: generate the Python client into clients/python/ from SPEC_URL (e.g. http://localhost:9090/openapi.json),
+## or, without SPEC_URL, from a server it starts on a free loopback port with a throwaway SQLite file and stops
+clients: $(VENV)/.dev
+	$(BIN)/python scripts/generate_python_client.py $(if $(SPEC_URL),--url '$(SPEC_URL)')
+
 ## check-schemas: every Avro schema is FULL_TRANSITIVE compatible with its released versions (also run by make test)
 check-schemas: $(VENV)/.runtime
 	$(BIN)/python -m contract.evolution check
@@ -53,10 +58,11 @@ bench-avro: $(VENV)/.runtime
 migrate: $(VENV)/.runtime
 	$(BIN)/python -c "from providers.database import migrate; from settings import Settings; migrate(Settings.from_env().database_url)"
 
-## system-deps: PostgreSQL and RabbitMQ server binaries for the tests (apt-get when missing and root)
+## system-deps: PostgreSQL, RabbitMQ and Chromium (+ chromedriver) for the tests (apt-get when missing and root)
 system-deps:
 	@bash scripts/ensure-postgres.sh
 	@bash scripts/ensure-rabbitmq.sh
+	@bash scripts/ensure-chromium.sh
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache clients
