@@ -46,7 +46,7 @@ check-schemas: $(VENV)/.runtime
 release-schemas: $(VENV)/.runtime
 	$(BIN)/python -m contract.evolution release
 
-## bench: the service against a plain-Flask floor on a throwaway PostgreSQL (about 11 minutes; writes bench/RESULTS.md)
+## bench: the service against a plain-Flask floor and stock Connexion on a throwaway PostgreSQL (about 11 minutes; writes bench/RESULTS.md)
 bench: $(VENV)/.runtime system-deps
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

@@ -3,7 +3,8 @@
 It answers `GET /v1/health`, `GET /v1/rooms/{id}`, `GET /v1/rooms?city=...&limit=...` and `POST /v1/rooms` from the
 service's database with the service's JSON shape, SQL and pool size, but without OpenAPI routing,
 validation, dependency injection or an ORM session. It exists only so the benchmark can say how far
-the service is from what the same stack costs at minimum; never serve it for real.
+the service is from what the same stack costs at minimum; never serve it for real. Its database work
+(`read_room`, `search_page`, `store_room`) is also what bench/stock_app.py's handlers call.
 
 Configuration comes from the same variables as the service: DATABASE_URL, APP_DB_CONNECTIONS,
 APP_DB_STALE_TIMEOUT and APP_API_KEYS.
@@ -25,7 +26,7 @@ from flask import Flask, Response, request
 from sqlalchemy import create_engine, text
 
 _POOL_SIZE = int(os.environ.get("APP_DB_CONNECTIONS") or 10)
-_API_KEYS = frozenset(key.strip() for key in os.environ.get("APP_API_KEYS", "").split(",") if key.strip())
+API_KEYS = frozenset(key.strip() for key in os.environ.get("APP_API_KEYS", "").split(",") if key.strip())
 
 # Same pool size, overflow and recycle as providers.database.make_engine; no pre-ping, because a
 # floor does only what answering needs.
@@ -113,31 +114,20 @@ def room_from_row(row) -> dict:
     return room
 
 
-@app.get("/v1/health")
-def check_health() -> Response:
-    """Answer the liveness check: measures what the server and framework cost by themselves."""
-    return _json({"status": "ok"})
+# The database work, shared with bench/stock_app.py so that both do exactly the same.
 
 
-@app.get("/v1/rooms/<room_id>")
-def get_room(room_id: str) -> Response:
-    """Return one room."""
-    try:
-        uuid.UUID(room_id)
-    except ValueError:
-        return _problem(404, "Not Found", f"Room {room_id} does not exist.")
+def read_room(room_id: str) -> tuple[dict, dict[str, str]] | None:
+    """Return a room and its headers (ETag), or None when no room has this id."""
     with engine.connect() as connection:
         row = connection.execute(_GET, {"id": room_id}).one_or_none()
     if row is None:
-        return _problem(404, "Not Found", f"Room {room_id} does not exist.")
-    return _json(room_from_row(row), 200, {"ETag": f'"{row.version}"'})
+        return None
+    return room_from_row(row), {"ETag": f'"{row.version}"'}
 
 
-@app.get("/v1/rooms")
-def search_rooms() -> Response:
-    """Return one page of the rooms in `city`, oldest first (the service's default sort)."""
-    city = request.args.get("city")
-    limit = int(request.args.get("limit", 20))
+def search_page(city: str | None, limit: int, path: str) -> tuple[dict, dict[str, str]]:
+    """Return one page of the rooms in `city`, oldest first (the service's default sort), and its headers (Link)."""
     with engine.connect() as connection:
         rows = connection.execute(_SEARCH, {"city": city, "limit": limit + 1}).all()
     rooms = [room_from_row(row) for row in rows[:limit]]
@@ -147,16 +137,15 @@ def search_rooms() -> Response:
         last = rooms[-1]
         payload = {"s": "created_at", "v": last["created_at"].isoformat(), "i": last["id"]}
         next_cursor = base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode()
-        headers["Link"] = f'<{request.path}?city={city}&limit={limit}&cursor={next_cursor}>; rel="next"'
-    return _json({"data": rooms, "next_cursor": next_cursor}, 200, headers)
+        headers["Link"] = f'<{path}?city={city}&limit={limit}&cursor={next_cursor}>; rel="next"'
+    return {"data": rooms, "next_cursor": next_cursor}, headers
 
 
-@app.post("/v1/rooms")
-def create_room() -> Response:
-    """Store a new room and its outbox event (no validation: the floor trusts its benchmark client)."""
-    if request.headers.get("X-API-Key") not in _API_KEYS:
-        return _problem(401, "Unauthorized", "A valid X-API-Key header is required.")
-    room = orjson.loads(request.get_data())
+def store_room(room: dict) -> tuple[dict, dict[str, str]] | None:
+    """Insert a room given as its JSON document, with its outbox event in the same transaction.
+
+    Return the stored room and its headers (Location, ETag), or None when another room has its url.
+    """
     area = room.get("area")
     area_point = (area or {}).get("coordinates") or {}
     values = {
@@ -183,11 +172,51 @@ def create_room() -> Response:
     with engine.begin() as connection:
         row = connection.execute(_INSERT, values).one_or_none()
         if row is None:
-            return _problem(409, "Conflict", f"A room already has the url {room['url']}.")
+            return None
         created = room_from_row(row)
         event = {"event_id": str(uuid.uuid4()), "key": created["id"], "now": values["now"],
                  "entity": _single_object(created), "fingerprint": _ROOM_FINGERPRINT}
         connection.execute(_LOCK_OUTBOX)
         connection.execute(_APPEND_EVENT, event)
-    headers = {"Location": f"/v1/rooms/{row.id}", "ETag": f'"{row.version}"'}
-    return _json(created, 201, headers)
+    return created, {"Location": f"/v1/rooms/{row.id}", "ETag": f'"{row.version}"'}
+
+
+# The floor's own routes: plain Flask views.
+
+
+@app.get("/v1/health")
+def check_health() -> Response:
+    """Answer the liveness check: measures what the server and framework cost by themselves."""
+    return _json({"status": "ok"})
+
+
+@app.get("/v1/rooms/<room_id>")
+def get_room(room_id: str) -> Response:
+    """Return one room."""
+    try:
+        uuid.UUID(room_id)
+    except ValueError:
+        return _problem(404, "Not Found", f"Room {room_id} does not exist.")
+    found = read_room(room_id)
+    if found is None:
+        return _problem(404, "Not Found", f"Room {room_id} does not exist.")
+    return _json(found[0], 200, found[1])
+
+
+@app.get("/v1/rooms")
+def search_rooms() -> Response:
+    """Return one page of the rooms in `city`."""
+    page, headers = search_page(request.args.get("city"), int(request.args.get("limit", 20)), request.path)
+    return _json(page, 200, headers)
+
+
+@app.post("/v1/rooms")
+def create_room() -> Response:
+    """Store a new room and its outbox event (no validation: the floor trusts its benchmark client)."""
+    if request.headers.get("X-API-Key") not in API_KEYS:
+        return _problem(401, "Unauthorized", "A valid X-API-Key header is required.")
+    room = orjson.loads(request.get_data())
+    stored = store_room(room)
+    if stored is None:
+        return _problem(409, "Conflict", f"A room already has the url {room['url']}.")
+    return _json(stored[0], 201, stored[1])

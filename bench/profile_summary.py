@@ -1,9 +1,9 @@
 """Summarise py-spy's collapsed stacks (`--format raw`): which library or app module the samples fall in.
 
 Each sample is charged to the innermost frame that is not in the standard library, so a regex or a
-`copy.deepcopy` run on behalf of jsonschema counts for jsonschema. Connexion and Starlette are split
-by submodule (routing, security, validation, ...) because that is where the service differs from the
-floor, and the components are grouped into the layers a request passes through.
+`copy.deepcopy` run on behalf of jsonschema counts for jsonschema. Components (Connexion, Starlette,
+SQLAlchemy, Flask and Werkzeug split by submodule) are grouped into the layers a request passes through:
+uvicorn, connexion, the WSGI bridge, injection, Flask/Werkzeug, SQLAlchemy, psycopg2 and the app's code.
 
     python bench/profile_summary.py bench/profiles/get_room.txt
 """
@@ -22,38 +22,25 @@ _STDLIB = sysconfig.get_paths()["stdlib"]
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 _SPLIT_BY_SUBMODULE = {"connexion", "starlette", "sqlalchemy", "flask", "werkzeug"}
 
-# Component prefix -> layer of the request path, outermost first; the first matching prefix wins.
+# Layer of the request path -> component prefixes, outermost first; the first matching prefix wins, so
+# flask_injector and the app's web.bridge / web.injection are claimed before "flask" and "app: web".
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("HTTP server: uvicorn, httptools, event loop", ("uvicorn", "httptools", "uvloop", "stdlib: runners",
-                                                     "stdlib: base_events", "stdlib: events")),
-    ("Connexion + Starlette ASGI middleware (routing, security, validation, context, docs)", (
-        "connexion.middleware", "connexion.uri_parsing", "connexion.lifecycle", "connexion.security",
-        "connexion.validators", "connexion.datastructures", "connexion.operations", "connexion.json_schema",
-        "connexion.utils", "connexion.spec", "connexion.http_facts", "starlette", "jsonschema", "referencing",
-        "rpds", "app: web.middleware", "app: web.validation", "app: web.security", "app: web.problems")),
-    ("Thread-pool hop: anyio's worker threads (a2wsgi's under FlaskApp)", (
-        "anyio", "sniffio", "a2wsgi", "stdlib: thread", "stdlib: threading", "stdlib: _base", "stdlib: futures",
-        "stdlib: queue")),
-    ("Connexion handler decorators, Werkzeug (and Flask under FlaskApp)", (
-        "flask.", "flask_", "werkzeug", "connexion.", "blinker", "itsdangerous")),
-    ("Dependency injection: injector, request scope", ("injector", "flask_injector", "app: web.injection",
-                                                       "app: web.scope")),
-    ("SQLAlchemy ORM session, SQL building and compiling", ("sqlalchemy.orm", "sqlalchemy.sql",
-                                                           "sqlalchemy.event", "sqlalchemy.util", "sqlalchemy.log")),
-    ("SQLAlchemy engine + pool + psycopg2 (driver calls holding the GIL)", ("sqlalchemy", "psycopg2")),
-    ("App code: handlers, providers, transactions, JSON", ("app: ", "orjson")),
+    ("uvicorn", ("uvicorn", "httptools", "uvloop", "h11", "stdlib: runners", "stdlib: base_events",
+                 "stdlib: events", "stdlib: selector_events")),
+    ("connexion (+ starlette, jsonschema)", ("connexion", "starlette", "jsonschema", "referencing", "rpds")),
+    ("a2wsgi/bridge (web.bridge), thread hand-off", ("a2wsgi", "app: web.bridge", "anyio", "sniffio", "stdlib: thread",
+                                                      "stdlib: threading", "stdlib: _base", "stdlib: queue")),
+    ("flask_injector/injector", ("flask_injector", "injector", "app: web.injection", "app: web.scope")),
+    ("flask/werkzeug", ("flask", "werkzeug", "blinker", "itsdangerous")),
+    ("sqlalchemy", ("sqlalchemy",)),
+    ("psycopg2", ("psycopg2",)),
+    ("app code: web/", ("app: web.",)),
+    ("app code: api/, providers/, contract/ (+ orjson, fastavro)", ("app: ", "orjson", "fastavro")),
 ]
-# flask_injector must not fall into "flask." nor injector into "flask_": checked before the generic prefixes.
-_EXACT_LAYER = {"flask_injector": LAYERS[4][0], "injector": LAYERS[4][0]}
 
 
 def layer_of(component: str, *, in_flask: bool = False) -> str:
-    """Return the layer of the request path a component belongs to (`in_flask`: sampled inside Flask)."""
-    if component in _EXACT_LAYER:
-        return _EXACT_LAYER[component]
-    if in_flask and component.startswith(("connexion.", "starlette")):
-        # Connexion's helpers (utils, operations, datastructures) also run in its view decorators.
-        return LAYERS[3][0]
+    """Return the layer of the request path a component belongs to (`in_flask` is accepted and ignored)."""
     for layer, prefixes in LAYERS:
         if component.startswith(prefixes):
             return layer
@@ -74,7 +61,7 @@ class ProfileSummary:
     inclusive_functions: list[tuple[str, float]]
 
     def as_dict(self) -> dict:
-        """Return the summary as plain data (for JSON)."""
+        """Return the totals and shares as plain data (functions: see `text`)."""
         return {
             "samples": self.samples,
             "requests": self.requests,
@@ -82,8 +69,6 @@ class ProfileSummary:
             "system_ms_per_request": self.system_ms_per_request,
             "components": self.components,
             "layers": self.layers,
-            "self_functions": self.self_functions[:30],
-            "inclusive_functions": self.inclusive_functions[:40],
         }
 
     def text(self) -> str:
@@ -144,8 +129,7 @@ def summarise_collapsed(text: str, *, requests: int, cpu_ms_per_request: float,
         if owner is None:
             owner = "stdlib: " + Path(frames[-1][1]).stem
         components[owner] += count
-        in_flask = any(file.endswith("flask/app.py") for _, file in frames)
-        layers[layer_of(owner, in_flask=in_flask)] += count
+        layers[layer_of(owner)] += count
         function, file = frames[-1]
         self_functions[f"{function} ({_short(file)})"] += count
         for name in {f"{function} ({_short(file)})" for function, file in frames}:

@@ -11,13 +11,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STACKS = ("service", "floor", "stock")
 LOG_HEADING = "## Tuning log"
 HISTORY_HEADING = "## Run history"
-# Sections other tools own in the same file (e.g. bench/avro_vs_json.py): carried over untouched.
+# Sections other tools own in the same file (bench/avro_vs_json.py): carried over untouched.
 FOREIGN_BLOCK = re.compile(r"<!-- ([\w-]+):begin -->.*?<!-- \1:end -->", re.DOTALL)
 
-# Targets of issue 6 per scenario: (minimum throughput ratio, maximum p99 ratio or None).
-TARGETS = {"get_room": (0.8, 2.0), "get_room_avro": (0.8, 2.0), "search_city": (0.8, 2.0), "create_room": (0.7, None)}
+# Targets against the floor per scenario: (minimum req/s ratio, maximum p99 ratio or None).
+FLOOR_TARGETS = {"get_room": (0.8, 2.0), "get_room_avro": (0.8, 2.0), "search_city": (0.8, 2.0),
+                 "create_room": (0.7, None)}
+STOCK_TARGET = 1.5  # minimum req/s ratio against stock Connexion, every scenario
 
 
 def machine_facts() -> dict:
@@ -61,69 +64,86 @@ def summarise(rounds: list[dict]) -> dict:
     }
 
 
+def _ratio(value: float, reference: float, minimum: float | None = None, maximum: float | None = None) -> str:
+    ratio = value / reference if reference else float("nan")
+    if minimum is not None:
+        return f"**{ratio:.2f}×** (≥ {minimum}) {'✓' if ratio >= minimum else '✗'}"
+    if maximum is not None:
+        return f"{ratio:.2f}× (≤ {maximum}) {'✓' if ratio <= maximum else '✗'}"
+    return f"{ratio:.2f}×"
+
+
+def render_table(run: dict) -> list[str]:
+    """Return the one table of a run: per scenario req/s, latency and CPU of the three stacks and the ratios,
+    then memory per worker and cold start."""
+    summary = run["summary"]
+    lines = [
+        "| scenario | | service | floor | stock | service / floor (target) | service / stock (target) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for scenario in run["scenarios"]:
+        s = summary[scenario["name"]]
+        service = s["service"]
+        min_floor, max_p99 = FLOOR_TARGETS.get(scenario["name"], (None, None))
+        lines += [
+            f"| {scenario['title']} | req/s | " + " | ".join(f"{s[t]['rps']:,.0f}" for t in STACKS)
+            + f" | {_ratio(service['rps'], s['floor']['rps'], min_floor)}"
+            f" | {_ratio(service['rps'], s['stock']['rps'], STOCK_TARGET)} |",
+            "| | p50 / p99 ms | " + " | ".join(f"{s[t]['p50_ms']:.1f} / {s[t]['p99_ms']:.1f}" for t in STACKS)
+            + f" | p99 {_ratio(service['p99_ms'], s['floor']['p99_ms'], maximum=max_p99)}"
+            f" | p99 {_ratio(service['p99_ms'], s['stock']['p99_ms'])} |",
+            "| | CPU ms/req: app + DB | "
+            + " | ".join(f"{s[t]['cpu_ms_per_request']:.2f} + {s[t]['db_cpu_ms_per_request']:.2f}" for t in STACKS)
+            + "".join(f" | app {_ratio(service['cpu_ms_per_request'], s[t]['cpu_ms_per_request'])}"
+                      for t in ("floor", "stock")) + " |",
+        ]
+    memory, cold = run["memory"], run["cold_start"]
+    for group, label, key in (("memory", "PSS per worker (MiB)", "pss"), ("", "RSS per worker (MiB)", "rss")):
+        lines.append(f"| {group} | {label} | "
+                     + " | ".join(", ".join(f"{w.get(key, 0) / 1024:.0f}" for w in memory[t]["workers"]) for t in STACKS)
+                     + " | | |")
+    lines.append("| cold start | s to the first 200, median (all) | "
+                 + " | ".join(f"{statistics.median(cold[t]):.2f} ({', '.join(f'{c:.2f}' for c in cold[t])})"
+                              for t in STACKS) + " | | |")
+    return lines
+
+
 def render_results(run: dict, previous_text: str | None) -> str:
-    """Return the markdown report: this run's tables, then the run history and tuning log carried over."""
+    """Return the markdown report: this run's table and profile, then the tuning log and run history carried over."""
     facts, options, summary = run["machine"], run["options"], run["summary"]
-    targets = run["targets"]
+    names = [s["name"] for s in run["scenarios"]]
+    errors = [f"{n} {t} {summary[n][t]['errors']}" for n in names for t in STACKS if summary[n][t]["errors"]]
     lines = [
         "# Benchmark results",
         "",
-        "Written by `bench/run.py` (see `bench/README.md`). The last two sections are kept across runs: "
-        "the run history gains a line per run, and the tuning log is edited by hand.",
+        "Written by `bench/run.py` (see `bench/README.md`); the tuning log is edited by hand, the run history gains "
+        "a line per run.",
         "",
         f"- **Date:** {facts['date']}; load average before the run {' '.join(facts['load_average'])}",
         f"- **Commit:** `{facts['commit']}`" + (" with uncommitted changes in tracked files" if facts["dirty"] else ""),
         f"- **Machine:** {facts['cores']} cores ({facts['cpu_model']}), {facts['memory_gib']} GiB memory, "
         f"Linux {facts['kernel']}, Python {facts['python']}, {facts['wrk']}",
         f"- **Load:** `wrk -t{options['threads']} -c{options['connections']} -d{options['duration']}s` on loopback; "
-        f"{options['warmup']} s warm-up per scenario and target, then {options['rounds']} rounds in which the "
-        "targets take turns (order rotated every round); wrk and PostgreSQL run on the same cores",
-        f"- **Data:** {options['rooms']:,} rooms in {run['cities']} cities, {options['items']:,} items; "
-        f"{options['workers']} worker processes per target; database pool {options['pool_size']} "
-        "(+ as much overflow) per worker",
-        "- **Service:** `python serve.py` (uvicorn `app:app`, uvloop, httptools); **floor:** "
-        f"`gunicorn -k {options['floor_worker_class']} --threads {options['floor_threads']} floor_app:app` "
-        "(`bench/floor_app.py`: Flask + SQLAlchemy Core, same SQL and JSON, no validation, no DI)",
+        f"{options['warmup']} s warm-up per scenario and stack, then {options['rounds']} round(s) in which the stacks "
+        "take turns (order rotated every round); medians over rounds. wrk and PostgreSQL share the cores",
+        f"- **Data:** {options['rooms']:,} rooms in {run['cities']} cities; {options['workers']} worker processes "
+        f"per stack; database pool {options['pool_size']} (+ as much overflow) per worker",
+        "- **Stacks:** service `python serve.py` (uvicorn `app:app`); floor "
+        f"`gunicorn -k gthread --threads {run['floor_threads']} floor_app:app` (`bench/floor_app.py`: Flask + "
+        "SQLAlchemy Core, no validation, no DI); stock `uvicorn bench.stock_app:app` (`bench/stock_app.py`: "
+        "Connexion 3 FlaskApp with default settings, plain handlers). Floor and stock run the same SQL and "
+        "answer the service's JSON (checked before the load)",
         "",
-        "## Service against floor (medians over rounds)",
+        *render_table(run),
         "",
-        "| scenario | service req/s | floor req/s | req/s ratio (target) | service p50 / p99 ms | floor p50 / p99 ms "
-        "| p99 ratio (target) | app CPU ms/req service / floor | DB CPU ms/req service / floor | errors | other load |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "App CPU: user + system CPU of the stack's processes during a round per request answered; DB: the same for "
+        "PostgreSQL. CPU per request is steadier than req/s on a shared machine. "
+        f"Errors (socket errors and non-2xx over all rounds): {', '.join(errors) or 'none'}. "
+        "Other load (cores used by processes outside the benchmark, most in any round): "
+        + ", ".join(f"{n} {max(summary[n][t]['other_cores_max'] for t in STACKS):.2f}" for n in names)
+        + "; above ~0.2 someone else was using the machine. Req/s per round (service | floor | stock): "
+        + "; ".join(f"{n} " + " | ".join(str(summary[n][t]["rps_rounds"]) for t in STACKS) for n in names) + ".",
     ]
-    for scenario in run["scenarios"]:
-        service, floor = summary[scenario["name"]]["service"], summary[scenario["name"]]["floor"]
-        min_ratio, max_p99 = TARGETS.get(scenario["name"], (None, None))
-        ratio, p99_ratio = service["rps"] / floor["rps"], service["p99_ms"] / floor["p99_ms"]
-        ratio_cell = f"**{ratio:.2f}×**" + (f" (≥ {min_ratio}) {'✓' if ratio >= min_ratio else '✗'}" if min_ratio else "")
-        p99_cell = f"{p99_ratio:.2f}×" + (f" (≤ {max_p99}) {'✓' if p99_ratio <= max_p99 else '✗'}" if max_p99 else "")
-        other = max(summary[scenario["name"]][target]["other_cores_max"] for target in targets)
-        lines.append(
-            f"| {scenario['title']} | {service['rps']:,.0f} | {floor['rps']:,.0f} | {ratio_cell} "
-            f"| {service['p50_ms']:.1f} / {service['p99_ms']:.1f} | {floor['p50_ms']:.1f} / {floor['p99_ms']:.1f} "
-            f"| {p99_cell} | {service['cpu_ms_per_request']:.2f} / {floor['cpu_ms_per_request']:.2f} "
-            f"| {service['db_cpu_ms_per_request']:.2f} / {floor['db_cpu_ms_per_request']:.2f} "
-            f"| {service['errors']} / {floor['errors']} | {other:.2f} |"
-        )
-    lines += [
-        "",
-        "Req/s of each round (service | floor): "
-        + "; ".join(f"{s['name']} {summary[s['name']]['service']['rps_rounds']} | {summary[s['name']]['floor']['rps_rounds']}"
-                    for s in run["scenarios"]) + ".",
-        "",
-        "App CPU ms/req is the user+system CPU of the target's processes (master and workers) during a round "
-        "divided by the requests answered; DB CPU ms/req is the same for all PostgreSQL processes. On a "
-        "shared machine CPU per request is steadier than req/s. Errors: wrk's socket errors and non-2xx "
-        "answers over all rounds. Other load: the most CPU (in cores) used during any round of the scenario "
-        "by processes outside the benchmark; above ~0.2 the machine was busy with something else and the "
-        "absolute numbers are noisy (taking turns keeps the ratios fairer).",
-    ]
-    if "health" in summary:
-        lines += render_ceiling(run)
-    experiments = [t for t in targets if t not in ("service", "floor")]
-    if experiments:
-        lines += render_experiments(run, experiments)
-    lines += render_memory(run)
     if run.get("profile"):
         lines += render_profile(run["profile"])
     previous_text = previous_text or ""
@@ -133,138 +153,43 @@ def render_results(run: dict, previous_text: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def stack_ceiling(summary: dict, scenario: str) -> float:
-    """Return the highest service/floor ratio a scenario can reach with the stack's extra CPU per request.
-
-    The health check costs the service `extra` more CPU than the floor with no database and no handler
-    work: the server, Connexion's middleware and its handler decorators. Were everything else as
-    cheap as the floor's, a request would cost the floor's app and database CPU plus `extra`; with the
-    cores saturated, throughput goes as the inverse of CPU per request.
-    """
-    health = summary["health"]
-    extra = health["service"]["cpu_ms_per_request"] - health["floor"]["cpu_ms_per_request"]
-    floor = summary[scenario]["floor"]
-    floor_cpu = floor["cpu_ms_per_request"] + floor["db_cpu_ms_per_request"]
-    return floor_cpu / (floor_cpu + extra)
-
-
-def render_ceiling(run: dict) -> list[str]:
-    """Return the section that bounds each ratio by what the stack costs on its own (the health scenario)."""
-    summary = run["summary"]
-    health = summary["health"]
-    extra = health["service"]["cpu_ms_per_request"] - health["floor"]["cpu_ms_per_request"]
-    lines = [
-        "",
-        "## What the stack alone allows",
-        "",
-        f"`GET /v1/health` touches no database and injects nothing, so it measures the serving stack itself: "
-        f"uvicorn + Connexion 3's middleware and handler decorators cost "
-        f"{health['service']['cpu_ms_per_request']:.2f} ms of CPU per request against "
-        f"{health['floor']['cpu_ms_per_request']:.2f} ms for gunicorn + Flask, **{extra:.2f} ms more**, and the "
-        f"health check serves {health['service']['rps'] / health['floor']['rps']:.2f}× the floor's requests. "
-        "That extra is paid by every request before any of our code runs. The ceiling below is the ratio a "
-        "scenario would reach if everything else (validation, injection, handler, SQL, encoding) cost exactly "
-        "what the floor's does: floor CPU / (floor CPU + the stack's extra), with app and PostgreSQL CPU per "
-        "request, which is what limits throughput when the cores are saturated.",
-        "",
-        "| scenario | measured ratio | ceiling with this stack | target |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for scenario in run["scenarios"]:
-        name = scenario["name"]
-        if name == "health":
-            continue
-        measured = summary[name]["service"]["rps"] / summary[name]["floor"]["rps"]
-        target = TARGETS.get(name, (None, None))[0]
-        lines.append(f"| {scenario['title']} | {measured:.2f}× | {stack_ceiling(summary, name):.2f}× "
-                     f"| {f'≥ {target}' if target else ''} |")
-    return lines
-
-
-def render_experiments(run: dict, experiments: list[str]) -> list[str]:
-    """Return the table of bench-only patched services (bench/experiments.py), measured in the same run."""
-    lines = [
-        "",
-        "## Experiments (bench-only patches, same run)",
-        "",
-        "| scenario | target | req/s | vs service | vs floor | p50 / p99 ms | app CPU ms/req | DB CPU ms/req |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for scenario in run["scenarios"]:
-        per_target = run["summary"][scenario["name"]]
-        service, floor = per_target["service"], per_target["floor"]
-        for target in ["service", *experiments]:
-            result = per_target[target]
-            lines.append(
-                f"| {scenario['title']} | {target} | {result['rps']:,.0f} | {result['rps'] / service['rps'] - 1:+.0%} "
-                f"| {result['rps'] / floor['rps']:.2f}× | {result['p50_ms']:.1f} / {result['p99_ms']:.1f} "
-                f"| {result['cpu_ms_per_request']:.2f} | {result['db_cpu_ms_per_request']:.2f} |"
-            )
-    return lines
-
-
-def render_memory(run: dict) -> list[str]:
-    """Return the memory and cold-start table, one column per target."""
-    targets, memory, cold = run["targets"], run["memory"], run["cold_start"]
-    lines = [
-        "",
-        "## Memory and cold start",
-        "",
-        "| | " + " | ".join(targets) + " |",
-        "| --- |" + " ---: |" * len(targets),
-    ]
-    for label, key in (("RSS per worker after the run (MiB)", "rss"), ("PSS per worker after the run (MiB)", "pss")):
-        cells = [", ".join(f"{worker.get(key, 0) / 1024:.0f}" for worker in memory[t]["workers"]) for t in targets]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("| RSS of the master process (MiB) | "
-                 + " | ".join(f"{memory[t]['master']['rss'] / 1024:.0f}" for t in targets) + " |")
-    lines.append("| cold start: process start → first 200 (s; median, all) | "
-                 + " | ".join(f"{statistics.median(cold[t]):.2f} ({', '.join(f'{s:.2f}' for s in cold[t])})"
-                              for t in targets) + " |")
-    lines += [
-        "",
-        "PSS shares each page among the processes that map it: gunicorn forks its workers from a loaded "
-        "master, uvicorn spawns fresh interpreters, so PSS is the fairer per-worker cost. The service's cold "
-        "start includes `serve.py`'s migration check, spawning the workers and Connexion's first-request set-up.",
-    ]
-    return lines
-
-
 def render_profile(profiles: dict) -> list[str]:
-    """Return the per-scenario profile tables (layers of the service's stack)."""
+    """Return one table of the service's profile: a row per layer, a column per scenario."""
+    names = list(profiles)
+    layers = sorted({layer for p in profiles.values() for layer, _ in p["layers"]},
+                    key=lambda layer: -sum(dict(p["layers"]).get(layer, 0) for p in profiles.values()))
     lines = [
         "",
         "## Where the service's time goes (py-spy)",
         "",
-        "`py-spy record --gil --subprocesses` on the service's workers under the same load, after the "
-        "measured rounds: only the thread holding the GIL is sampled, i.e. the Python work, not the waits "
-        "for PostgreSQL or the network. Each sample is charged to the innermost frame outside the standard "
-        "library and grouped into the layers a request passes through; ≈ ms/req spreads the *user* CPU per "
-        "request measured during the profile over the layers in proportion (an estimate: C code running "
-        "without the GIL is not sampled). Kernel CPU (sockets, epoll, futexes) is given separately. "
-        "Per-module shares and the heaviest functions: `bench/profiles/<scenario>.summary.txt`.",
+        "`py-spy record --gil --subprocesses` on the service's workers under load after the rounds: only the "
+        "thread holding the GIL is sampled (Python work, not waits for PostgreSQL or the network). Each sample "
+        "counts for the innermost frame outside the standard library, grouped by layer "
+        "(`bench/profile_summary.py`); ms/req spreads the user CPU per request measured meanwhile over the "
+        "layers. Modules and heaviest functions: `bench/profiles/<scenario>.summary.txt`.",
+        "",
+        "| layer: share, ≈ ms/req | " + " | ".join(names) + " |",
+        "| --- |" + " ---: |" * len(names),
+        "| requests, samples | " + " | ".join(f"{p['requests']:,}, {p['samples']:,}" for p in profiles.values()) + " |",
+        "| user + kernel CPU ms/req | "
+        + " | ".join(f"{p['cpu_ms_per_request']:.2f} + {p['system_ms_per_request']:.2f}" for p in profiles.values())
+        + " |",
     ]
-    for name, profile in profiles.items():
-        lines += [
-            "",
-            f"**{name}**: {profile['requests']:,} requests, {profile['samples']:,} samples, "
-            f"{profile['cpu_ms_per_request']:.2f} user + {profile['system_ms_per_request']:.2f} kernel "
-            "app CPU ms/req",
-            "",
-            "| layer | share | ≈ ms/req |",
-            "| --- | ---: | ---: |",
-        ]
-        for layer, share in profile["layers"]:
-            lines.append(f"| {layer} | {share * 100:.1f}% | {share * profile['cpu_ms_per_request']:.3f} |")
+    for layer in layers:
+        cells = []
+        for profile in profiles.values():
+            share = dict(profile["layers"]).get(layer, 0)
+            cells.append(f"{share:.0%}, {share * profile['cpu_ms_per_request']:.3f}" if share else "")
+        lines.append(f"| {layer} | " + " | ".join(cells) + " |")
     return lines
 
 
-def carried_sections(previous_text: str | None, run: dict) -> list[str]:
-    """Return the run history (this run appended) and the tuning log, both kept from the previous file."""
+def carried_sections(previous_text: str, run: dict) -> list[str]:
+    """Return the tuning log (kept from the previous file) and the run history with this run appended."""
     history: list[str] = []
     log: list[str] = []
     section = None
-    for line in (previous_text or "").splitlines():
+    for line in previous_text.splitlines():
         if line.startswith("## "):
             section = line.strip()
         elif section == HISTORY_HEADING and line.startswith("| ") and not line.startswith(("| date", "| ---")):
@@ -272,37 +197,31 @@ def carried_sections(previous_text: str | None, run: dict) -> list[str]:
         elif section == LOG_HEADING:
             log.append(line)
     facts, options, summary = run["machine"], run["options"], run["summary"]
-    ratios = ", ".join(
-        f"{s['name']} {summary[s['name']]['service']['rps'] / summary[s['name']]['floor']['rps']:.2f}×"
-        for s in run["scenarios"]
-    )
-    other = max(summary[s["name"]][t]["other_cores_max"] for s in run["scenarios"] for t in run["targets"])
+
+    def ratios(reference: str) -> str:
+        return ", ".join(f"{s['name']} {summary[s['name']]['service']['rps'] / summary[s['name']][reference]['rps']:.2f}"
+                         for s in run["scenarios"])
+
+    other = max(summary[s["name"]][t]["other_cores_max"] for s in run["scenarios"] for t in STACKS)
     history.append(
         f"| {facts['date']} | `{facts['commit'][:10]}`{'+' if facts['dirty'] else ''} "
-        f"| {options['rounds']}×{options['duration']} s, c{options['connections']} | {ratios} | {other:.2f} |"
+        f"| {options['rounds']}×{options['duration']} s, c{options['connections']} | {ratios('floor')} "
+        f"| {ratios('stock')} | {other:.2f} |"
     )
     while log and not log[-1].strip():
         log.pop()
     while log and not log[0].strip():
         log.pop(0)
-    if not log:
-        log = [
-            "One row per change made to close the gap: the change, and the ratios of the runs before and",
-            "after it (run history above; same machine and options).",
-            "",
-            "| date | step | effect (service/floor req/s ratios) |",
-            "| --- | --- | --- |",
-        ]
     return [
-        HISTORY_HEADING,
-        "",
-        "Service/floor req/s ratio of every run (`+`: the tree had uncommitted changes; other load: see above).",
-        "",
-        "| date | commit | load | ratios | other load |",
-        "| --- | --- | --- | --- | ---: |",
-        *history,
-        "",
         LOG_HEADING,
         "",
-        *log,
+        *(log or ["One line per change made to close the gap, with its measured effect."]),
+        "",
+        HISTORY_HEADING,
+        "",
+        "Req/s ratios of every run (`+`: uncommitted changes in the tree; other load: see above).",
+        "",
+        "| date | commit | load | service / floor | service / stock | other load |",
+        "| --- | --- | --- | --- | --- | ---: |",
+        *history,
     ]

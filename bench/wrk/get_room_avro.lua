@@ -1,4 +1,4 @@
--- GET /v1/rooms/{id} as an Avro container file (argument 2 = "avro") or as JSON (the floor has no Avro),
+-- GET /v1/rooms/{id} as an Avro container file (argument 2 = "avro") or as JSON (only the service answers Avro),
 -- with an id drawn at random from a file of existing ids (argument 1).
 
 dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "common.lua")
