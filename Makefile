@@ -65,4 +65,4 @@ system-deps:
 	@bash scripts/ensure-chromium.sh
 
 clean:
-	rm -rf $(VENV) var .pytest_cache clients
+	rm -rf $(VENV) var .pytest_cache clients/python
