@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEV_KEY := dev-key-change-me
 
-.PHONY: run relay test bench migrate system-deps check-schemas release-schemas bench-avro clean
+.PHONY: run relay test bench migrate system-deps node-deps check-schemas release-schemas bench-avro clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,12 @@ relay: $(VENV)/.runtime
 	$(BIN)/python relay.py
 
 ## test: every test, on SQLite and on a throwaway PostgreSQL cluster
-test: $(VENV)/.dev system-deps
+test: $(VENV)/.dev system-deps node-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## node-deps: the Node packages of clients/typescript (npm ci when node_modules is missing or the lock file changed)
+node-deps:
+	@bash scripts/ensure-node-deps.sh
 
 ## check-schemas: every Avro schema is FULL_TRANSITIVE compatible with its released versions (also run by make test)
 check-schemas: $(VENV)/.runtime
@@ -59,4 +63,4 @@ system-deps:
 	@bash scripts/ensure-rabbitmq.sh
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache clients/typescript/node_modules clients/typescript/generated
