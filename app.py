@@ -1,4 +1,4 @@
-"""The app factory. `create_app(settings)` builds a Connexion app; `app` is built on first access for ASGI servers."""
+"""The app factory. `create_app(settings)` builds a Connexion FlaskApp; `app` is built on first access for ASGI servers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import orjson
-from connexion import AsyncApp
+from connexion import FlaskApp
 from connexion.jsonifier import Jsonifier
 from connexion.middleware.context import ContextMiddleware
 from connexion.middleware.exceptions import ExceptionMiddleware
@@ -21,6 +21,8 @@ from connexion.middleware.routing import RoutingMiddleware
 from connexion.middleware.security import SecurityMiddleware
 from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.options import SwaggerUIOptions
+from flask import Flask
+from flask_injector import FlaskInjector
 from injector import Injector, Module
 from sqlalchemy import Engine
 
@@ -28,12 +30,13 @@ from composition import Contract, build_injector
 from contract.avro import AvroSchemas
 from settings import Settings
 from web.avro_bodies import avro_body_validator
-from web.contract import ContractRules, load_spec
+from web.bridge import BufferedWSGIBridge
+from web.contract import SPEC_PATH, ContractRules, load_spec
 from web.injection import InjectingResolver
-from web.middleware import BodySizeLimit, ControlCharactersInPath, RootDocsAliases, SwaggerUIOnDocsPaths
-from web.operations import ServiceApp
+from web.middleware import AuthoredSpec, BodySizeLimit, ControlCharactersInPath, RootDocsAliases, SwaggerUIOnDocsPaths
 from web.problems import register_problem_handlers
 from web.security import api_key_security_map
+from web.transactions import install_transaction_boundary
 from web.validation import validator_map
 
 BASE_PATH = "/v1"
@@ -51,36 +54,68 @@ class _OrjsonModule:
         return orjson.loads(data)
 
 
-def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = ()) -> AsyncApp:
+class ServiceApp(FlaskApp):
+    """Connexion's FlaskApp, taking the same arguments, with its Flask app served by `BufferedWSGIBridge`.
+
+    Connexion gives no setting for the bridge in front of Flask, only the attribute it keeps it in
+    (`tests/test_flask_app.py` fails if an upgrade moves it). The Flask app itself is Connexion's:
+    `service.app`, with every route of the spec, Flask-Injector and whatever extension is added to it.
+    """
+
+    def __init__(self, import_name: str, *, handler_threads: ThreadPoolExecutor, **options) -> None:
+        super().__init__(import_name, **options)
+        self._middleware_app.asgi_app = BufferedWSGIBridge(self.app.wsgi_app, handler_threads)
+        self.handler_threads = handler_threads
+
+
+def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = ()) -> ServiceApp:
     """Build the service: spec-driven routing and validation, injected handlers, one transaction per request."""
     settings = settings or Settings.from_env()
     _quiet_connexion_logger()
     spec = load_spec()
     contract = Contract(rules=ContractRules(spec), schemas=AvroSchemas())
     injector = build_injector(settings, contract, overrides=modules)
-    # Handlers block on the database, so they run here rather than on the event loop (threads start on use).
+    # Handlers block on the database, so Flask runs in these threads, not on the event loop (they start on use).
     handler_threads = ThreadPoolExecutor(max_workers=settings.handler_threads, thread_name_prefix="handler")
 
     app = ServiceApp(
         __name__,
+        handler_threads=handler_threads,
         lifespan=_lifespan(injector, handler_threads),
         middlewares=_middleware_stack(settings),
         jsonifier=Jsonifier(_OrjsonModule),
         validator_map=validator_map(avro_body=avro_body_validator(contract.schemas, contract.rules)),
         security_map=api_key_security_map(settings.api_keys),
     )
+    # The hooks first: FlaskInjector injects into the hooks it finds when it is constructed.
+    install_transaction_boundary(app.app)
+    FlaskInjector(app=app.app, injector=injector)
     app.add_api(
         spec,
         base_path=BASE_PATH,
-        resolver=InjectingResolver(injector, handler_threads),
+        resolver=InjectingResolver(injector),
         strict_validation=True,
         validate_responses=settings.validate_responses,
-        swagger_ui_options=SwaggerUIOptions(swagger_ui_config={"persistAuthorization": True}),
+        # The spec itself is served as written by AuthoredSpec (web/middleware.py).
+        swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui_config={"persistAuthorization": True}),
     )
     register_problem_handlers(app, spec, BASE_PATH)
+    _register_routes_now(app)
     app.injector = injector
-    app.handler_threads = handler_threads
     return app
+
+
+def flask_app() -> Flask:
+    """Return the Flask app of a service built from the environment, for Flask's CLI (`flask --app app:flask_app routes`)."""
+    return create_app().app
+
+
+def _register_routes_now(app: FlaskApp) -> None:
+    # Connexion builds its middleware stack, and registers the spec's routes on the Flask app, on the
+    # first request. Built here instead, a mistake in the spec (an unknown operationId) stops the start
+    # rather than the first request, and Flask's CLI (`flask routes`) sees every operation.
+    middleware = app.middleware
+    middleware.app, middleware.middleware_stack = middleware._build_middleware_stack()
 
 
 def _lifespan(injector: Injector, handler_threads: ThreadPoolExecutor) -> Callable:
@@ -109,6 +144,7 @@ def _middleware_stack(settings: Settings) -> list:
         ControlCharactersInPath,
         partial(BodySizeLimit, max_bytes=settings.max_body_bytes),
         partial(RootDocsAliases, base_path=BASE_PATH),
+        partial(AuthoredSpec, spec_path=SPEC_PATH, base_path=BASE_PATH),
         partial(SwaggerUIOnDocsPaths, base_path=BASE_PATH),
         RoutingMiddleware,
         SecurityMiddleware,
@@ -130,7 +166,7 @@ def _quiet_connexion_logger() -> None:
     logging.getLogger("connexion.operations.openapi3").setLevel(logging.ERROR)
 
 
-def dispose_app(app: AsyncApp) -> None:
+def dispose_app(app: ServiceApp) -> None:
     """Stop the app's handler threads and close its database connections (for tests and embedding code)."""
     app.handler_threads.shutdown(wait=True)
     app.injector.get(Engine).dispose()

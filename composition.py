@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from flask_injector import request
 from injector import Binder, Injector, Module, provider, singleton
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from contract.avro import AvroSchemas
 from providers.database import make_engine
@@ -24,10 +25,8 @@ from providers.sql_questions import SqlQuestionsProvider
 from providers.sql_rooms import SqlRoomsProvider
 from settings import Settings
 from web.contract import ContractRules
-from web.injection import Built
 from web.representation import Representer
-from web.scope import request
-from web.transactions import attach_connection
+from web.transactions import RequestTransaction
 
 
 @dataclass(frozen=True)
@@ -53,14 +52,11 @@ class ConfigModule(Module):
 
 
 class DatabaseModule(Module):
-    """One engine per process, one connection per request (its transaction ended by web.transactions).
+    """One engine per process; per request, one transaction (ended by web.transactions) whose connection opens on first use.
 
     A Core connection rather than an ORM Session: the providers run Core statements only, and the
     Session's unit of work around them cost about 60 µs a request (bench/RESULTS.md, tuning log).
     """
-
-    def configure(self, binder: Binder) -> None:
-        binder.bind(Connection, to=Built(lambda get: attach_connection(get(Engine).connect())), scope=request)
 
     @singleton
     @provider
@@ -72,17 +68,35 @@ class DatabaseModule(Module):
             pre_ping=settings.pool_pre_ping,
         )
 
+    @request
+    @provider
+    def transaction(self, engine: Engine) -> RequestTransaction:
+        return RequestTransaction(engine)
+
+
 
 class SqlProvidersModule(Module):
     """The real providers, on the request's connection; every change also lands in the outbox."""
 
-    def configure(self, binder: Binder) -> None:
-        binder.bind(Outbox, to=Built(lambda get: SqlOutbox(get(Connection), get(AvroSchemas))), scope=request)
-        binder.bind(RoomsProvider, to=Built(lambda get: SqlRoomsProvider(get(Connection), get(Outbox))), scope=request)
-        binder.bind(ItemsProvider, to=Built(lambda get: SqlItemsProvider(get(Connection), get(Outbox))), scope=request)
-        binder.bind(
-            QuestionsProvider, to=Built(lambda get: SqlQuestionsProvider(get(Connection), get(Outbox))), scope=request
-        )
+    @request
+    @provider
+    def outbox(self, transaction: RequestTransaction, schemas: AvroSchemas) -> Outbox:
+        return SqlOutbox(transaction.connection, schemas)
+
+    @request
+    @provider
+    def rooms(self, transaction: RequestTransaction, outbox: Outbox) -> RoomsProvider:
+        return SqlRoomsProvider(transaction.connection, outbox)
+
+    @request
+    @provider
+    def items(self, transaction: RequestTransaction, outbox: Outbox) -> ItemsProvider:
+        return SqlItemsProvider(transaction.connection, outbox)
+
+    @request
+    @provider
+    def questions(self, transaction: RequestTransaction, outbox: Outbox) -> QuestionsProvider:
+        return SqlQuestionsProvider(transaction.connection, outbox)
 
     @singleton
     @provider

@@ -100,9 +100,8 @@ def parameters_parsed_twice() -> Iterator[None]:
 @contextlib.contextmanager
 def names_sanitized_per_request() -> Iterator[None]:
     """Every parameter name of every request sanitized by Connexion's regular expressions (web/operations.py)."""
-    from connexion.decorators.parameter import AsyncParameterDecorator
-
     import web.operations
+    from connexion.decorators.parameter import AsyncParameterDecorator
 
     with _replaced(web.operations._DecorateOnceDecorator, "_parameter_decorator_cls", AsyncParameterDecorator):
         yield

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase
 
@@ -14,6 +15,27 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 class Base(DeclarativeBase):
     """Declarative base of every table the service owns."""
+
+
+ConnectionSource = Callable[[], Connection]
+"""What a SQL provider gets instead of a connection: a call that returns the connection to use."""
+
+
+class OnConnection:
+    """Base of the SQL providers: each statement runs on the connection `connect()` returns when it runs.
+
+    So the request's connection is checked out of the pool at the first statement, never while the
+    injector builds the provider: injector holds one lock for all threads while it builds anything
+    (injector PR #215), and a checkout can wait for the pool, or for a new database connection, while
+    every other request's injection waits behind it. The caller owns the transaction.
+    """
+
+    def __init__(self, connect: ConnectionSource) -> None:
+        self._connect = connect
+
+    @property
+    def _connection(self) -> Connection:
+        return self._connect()
 
 
 def make_engine(database_url: str, *, pool_size: int = 10, pool_recycle: int = 300, pre_ping: bool = False) -> Engine:

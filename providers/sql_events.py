@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from contract.avro import AvroSchemas
-from providers.database import Base
+from providers.database import Base, ConnectionSource, OnConnection
 from providers.events import Event, EventFeed, Outbox
 
 OUTBOX_LOCK_KEY = 0x726F6F6D73  # "rooms": the advisory lock that orders writers' events on PostgreSQL
@@ -80,7 +80,7 @@ def event_from_row(row: Any) -> Event:
     return Event(str(event_id), type_, subject, key, occurred, position, entity, fingerprint)
 
 
-class SqlOutbox(Outbox):
+class SqlOutbox(OnConnection, Outbox):
     """Records events in the request's transaction, so they commit or roll back with the change.
 
     Events are encoded when appended but written just before the transaction commits. On PostgreSQL
@@ -91,8 +91,8 @@ class SqlOutbox(Outbox):
     which was the ceiling of concurrent writes (bench/RESULTS.md).
     """
 
-    def __init__(self, connection: Connection, schemas: AvroSchemas) -> None:
-        self._connection = connection
+    def __init__(self, connect: ConnectionSource, schemas: AvroSchemas) -> None:
+        super().__init__(connect)
         self._schemas = schemas
         self._pending: list[dict[str, Any]] = []
         self._listening = False

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Connection, Integer, String, delete, insert, select, update
+from sqlalchemy import BigInteger, Integer, String, delete, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from providers.database import Base
+from providers.database import Base, ConnectionSource, OnConnection
 from providers.errors import NotFound
 from providers.events import Outbox
 from providers.items import Item, ItemQuery, ItemsProvider, StoredItem, item_page
@@ -33,11 +33,11 @@ def _is_storable_id(item_id: int) -> bool:
     return 0 < item_id <= 2**63 - 1
 
 
-class SqlItemsProvider(ItemsProvider):
+class SqlItemsProvider(OnConnection, ItemsProvider):
     """Items through the request's database connection; the caller owns the transaction."""
 
-    def __init__(self, connection: Connection, outbox: Outbox) -> None:
-        self._connection = connection
+    def __init__(self, connect: ConnectionSource, outbox: Outbox) -> None:
+        super().__init__(connect)
         self._outbox = outbox
 
     def create(self, new_item: Item) -> StoredItem:

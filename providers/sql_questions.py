@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Index, String, delete, select
+from sqlalchemy import Index, String, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
-from providers.database import Base
+from providers.database import Base, ConnectionSource, OnConnection
 from providers.errors import Conflict, NotFound
 from providers.events import Outbox
 from providers.paging import Page
@@ -29,11 +29,11 @@ class QuestionRow(Base):
 _SELECT_QUESTION = select(QuestionRow.question_code, QuestionRow.category, QuestionRow.message)
 
 
-class SqlQuestionsProvider(QuestionsProvider):
+class SqlQuestionsProvider(OnConnection, QuestionsProvider):
     """Questions through the request's database connection; the caller owns the transaction."""
 
-    def __init__(self, connection: Connection, outbox: Outbox) -> None:
-        self._connection = connection
+    def __init__(self, connect: ConnectionSource, outbox: Outbox) -> None:
+        super().__init__(connect)
         self._outbox = outbox
 
     def create(self, question: Question) -> Question:

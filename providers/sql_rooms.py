@@ -12,7 +12,6 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    Connection,
     DateTime,
     Double,
     Index,
@@ -35,7 +34,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from providers.database import Base
+from providers.database import Base, ConnectionSource, OnConnection
 from providers.errors import Conflict, NotFound
 from providers.events import Outbox
 from providers.rooms import (
@@ -180,11 +179,11 @@ def _room_uuid(room_id: str) -> uuid.UUID:
         raise NotFound(f"Room {room_id} does not exist.") from None
 
 
-class SqlRoomsProvider(RoomsProvider):
+class SqlRoomsProvider(OnConnection, RoomsProvider):
     """Rooms stored through the request's database connection; the caller owns the transaction."""
 
-    def __init__(self, connection: Connection, outbox: Outbox) -> None:
-        self._connection = connection
+    def __init__(self, connect: ConnectionSource, outbox: Outbox) -> None:
+        super().__init__(connect)
         self._outbox = outbox
 
     def create(self, new_room: Room) -> StoredRoom:

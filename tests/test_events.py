@@ -167,7 +167,7 @@ def test_the_outbox_writes_at_commit_and_forgets_what_a_rollback_undid(engine):
     from providers.sql_events import SqlOutbox
 
     with engine.connect() as connection:
-        outbox = SqlOutbox(connection, SCHEMAS)
+        outbox = SqlOutbox(lambda: connection, SCHEMAS)
         outbox.append("room.deleted", "roomservice.Room", "first", None)
         assert outbox_keys(engine) == []  # nothing is written before the commit
         connection.rollback()

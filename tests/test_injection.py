@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from flask_injector import request
 from injector import Module, provider
 
 from app import create_app, dispose_app
@@ -13,7 +14,7 @@ from providers.rooms import RoomsProvider
 from providers.sql_events import SqlOutbox
 from providers.sql_rooms import SqlRoomsProvider
 from tests.factories import new_room
-from web.scope import request
+from web.transactions import RequestTransaction
 
 SCHEMAS = AvroSchemas()
 
@@ -26,8 +27,8 @@ class RecordingRoomsModule(Module):
 
     @request
     @provider
-    def rooms(self, connection: sa.Connection) -> RoomsProvider:
-        instance = SqlRoomsProvider(connection, SqlOutbox(connection, SCHEMAS))
+    def rooms(self, transaction: RequestTransaction) -> RoomsProvider:
+        instance = SqlRoomsProvider(transaction.connection, SqlOutbox(transaction.connection, SCHEMAS))
         self.handed_out.append(instance)
         return instance
 

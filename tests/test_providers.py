@@ -27,6 +27,11 @@ from tests.factories import new_room
 SCHEMAS = AvroSchemas()
 
 
+def on(connection: sa.Connection):
+    """The connection source of a SQL provider that works on this already open connection."""
+    return lambda: connection
+
+
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def connection_or_none(request: pytest.FixtureRequest, tmp_path) -> Iterator[sa.Connection | None]:
     """None for the in-memory implementations, else a connection to a fresh database of that backend."""
@@ -46,7 +51,7 @@ def rooms(connection_or_none: sa.Connection | None) -> RoomsProvider:
     """A rooms provider of each kind; SQL ones work inside one transaction, as a request would."""
     if connection_or_none is None:
         return InMemoryRoomsProvider()
-    return SqlRoomsProvider(connection_or_none, SqlOutbox(connection_or_none, SCHEMAS))
+    return SqlRoomsProvider(on(connection_or_none), SqlOutbox(on(connection_or_none), SCHEMAS))
 
 
 def test_create_then_get_round_trips(rooms):
@@ -135,7 +140,7 @@ def test_a_cursor_for_another_sort_is_invalid_input():
 def test_sql_provider_never_commits(database_url):
     engine = make_engine(database_url, pool_size=2)
     with engine.connect() as connection:
-        SqlRoomsProvider(connection, SqlOutbox(connection, SCHEMAS)).create(new_room())
+        SqlRoomsProvider(on(connection), SqlOutbox(on(connection), SCHEMAS)).create(new_room())
         # Closing without a commit: whatever the provider wrote must go with it.
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM rooms")).scalar_one() == 0
@@ -144,7 +149,7 @@ def test_sql_provider_never_commits(database_url):
 
 
 def test_items_providers_agree(connection_or_none):
-    items = InMemoryItemsProvider() if connection_or_none is None else SqlItemsProvider(connection_or_none, SqlOutbox(connection_or_none, SCHEMAS))
+    items = InMemoryItemsProvider() if connection_or_none is None else SqlItemsProvider(on(connection_or_none), SqlOutbox(on(connection_or_none), SCHEMAS))
     lamp, chair, big = (items.create({"name": n}) for n in ("Lamp", "Chair", "BIG LAMP"))
     assert lamp.item["id"] < chair.item["id"] < big.item["id"] and lamp.version == 1
     assert items.replace(chair.item["id"], {"name": "Stool"}) == StoredItem({"id": chair.item["id"], "name": "Stool"}, 2)
@@ -160,7 +165,7 @@ def test_items_providers_agree(connection_or_none):
 
 
 def test_questions_providers_agree(connection_or_none):
-    questions = InMemoryQuestionsProvider() if connection_or_none is None else SqlQuestionsProvider(connection_or_none, SqlOutbox(connection_or_none, SCHEMAS))
+    questions = InMemoryQuestionsProvider() if connection_or_none is None else SqlQuestionsProvider(on(connection_or_none), SqlOutbox(on(connection_or_none), SCHEMAS))
     stored = questions.create({"question_code": "20", "category": "a", "message": "m", "extra": 1})
     assert stored == {"question_code": "20", "category": "a", "message": "m"}
     assert questions.get("20") == stored

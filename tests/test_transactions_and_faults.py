@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import sqlalchemy as sa
+from flask_injector import request
 from injector import Module, provider
 
 from app import create_app, dispose_app
@@ -14,7 +15,7 @@ from providers.rooms import Room, RoomsProvider, StoredRoom
 from providers.sql_events import SqlOutbox
 from providers.sql_rooms import SqlRoomsProvider
 from tests.factories import new_room
-from web.scope import request
+from web.transactions import RequestTransaction
 
 SCHEMAS = AvroSchemas()
 
@@ -33,8 +34,8 @@ def _module(error: Exception) -> Module:
     class Failing(Module):
         @request
         @provider
-        def rooms(self, connection: sa.Connection) -> RoomsProvider:
-            provider_ = WritesThenFails(connection, SqlOutbox(connection, SCHEMAS))
+        def rooms(self, transaction: RequestTransaction) -> RoomsProvider:
+            provider_ = WritesThenFails(transaction.connection, SqlOutbox(transaction.connection, SCHEMAS))
             provider_.error = error
             return provider_
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import orjson
+import yaml
 from connexion.exceptions import ProblemException
+from connexion.json_schema import ExtendedSafeLoader
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
-from starlette.responses import RedirectResponse
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -88,10 +92,50 @@ class SwaggerUIOnDocsPaths(SwaggerUIMiddleware):
 
     def __init__(self, app: ASGIApp, *, base_path: str) -> None:
         super().__init__(app)
-        self._docs_paths = (f"{base_path}/ui", f"{base_path}/openapi.json", f"{base_path}/openapi.yaml")
+        self._docs_paths = f"{base_path}/ui"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith(self._docs_paths):
             await self.app(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+
+class AuthoredSpec:
+    """Serve the OpenAPI document as written at `{base_path}/openapi.json` and `/openapi.yaml`.
+
+    Connexion 3.3 serves its resolved copy instead: every `$ref` inlined (about 150 KB here) and the
+    keys sorted, so a client generator pointed at the URL names its types after paths rather than
+    `Room` or `Problem` (connexion issue #2127, PR #2128 open). Here the YAML is the file itself and
+    the JSON the same document with its components, `$ref`s and key order kept. Behind a proxy that
+    sets the ASGI `root_path`, `servers` names the prefixed base path, as Connexion's copy does.
+    """
+
+    def __init__(self, app: ASGIApp, *, spec_path: Path, base_path: str) -> None:
+        self.app = app
+        self.base_path = base_path
+        self._yaml_text = spec_path.read_text(encoding="utf-8")
+        self._document = yaml.load(self._yaml_text, ExtendedSafeLoader)
+        self._json = orjson.dumps(self._document, default=str)
+        self._routes = {f"{base_path}/openapi.json": self._json_response, f"{base_path}/openapi.yaml": self._yaml_response}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self._routes.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        await route(scope.get("root_path", "").rstrip("/"))(scope, receive, send)
+
+    def _with_prefix(self, root_path: str) -> dict:
+        return {**self._document, "servers": [{"url": root_path + self.base_path}]}
+
+    def _json_response(self, root_path: str) -> Response:
+        content = orjson.dumps(self._with_prefix(root_path), default=str) if root_path else self._json
+        return Response(content, media_type="application/json")
+
+    def _yaml_response(self, root_path: str) -> Response:
+        if root_path:
+            content = yaml.safe_dump(self._with_prefix(root_path), sort_keys=False, allow_unicode=True)
+        else:
+            content = self._yaml_text
+        return Response(content, media_type="text/yaml")

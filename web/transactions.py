@@ -1,57 +1,59 @@
-"""The single owner of each request's database transaction."""
+"""The request's one database transaction, owned by Flask's request lifecycle."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any
-
-from sqlalchemy import Connection
-
-# The database connections opened during the request being handled (in practice one).
-_connections: ContextVar[list[Connection] | None] = ContextVar("request_connections", default=None)
+from flask import Flask, Response
+from injector import Inject
+from sqlalchemy import Connection, Engine
 
 
-def attach_connection(connection: Connection) -> Connection:
-    """Register a request's connection so the transaction boundary ends its transaction and returns it."""
-    connections = _connections.get()
-    if connections is None:
-        connection.close()
-        raise RuntimeError("A request connection was opened outside transaction_boundary().")
-    connections.append(connection)
-    return connection
+class RequestTransaction:
+    """The request's connection, opened on first use; only `end` commits, and only Flask's hooks call it.
 
-
-class Outcome:
-    """What the handler answered; the boundary commits only for a status below 400."""
-
-    status = 200
-
-    def record(self, result: Any) -> Any:
-        """Note the status of a handler result (`body`, `(body, status)` or `(body, status, headers)`)."""
-        if isinstance(result, tuple) and len(result) >= 2 and isinstance(result[1], int):
-            self.status = result[1]
-        return result
-
-
-@contextmanager
-def transaction_boundary() -> Iterator[Outcome]:
-    """Commit after a successful answer, roll back after an error answer or an exception, always close.
-
-    Providers only execute statements; this is the one place a transaction is committed.
+    Providers run statements on `connection()` and never commit. A request that touches no database
+    (a bad cursor answered 400, the health check) never checks a connection out of the pool.
     """
-    connections: list[Connection] = []
-    token = _connections.set(connections)
-    outcome = Outcome()
-    try:
-        yield outcome
-        for connection in connections:
-            if outcome.status < 400:
-                connection.commit()
-            else:
-                connection.rollback()
-    finally:
-        _connections.reset(token)
-        for connection in connections:
-            connection.close()  # rolls back whatever was not committed, returns it to the pool
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+
+    def connection(self) -> Connection:
+        """Return the request's connection, checking one out of the pool the first time."""
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        return self._connection
+
+    def end(self, status: int) -> None:
+        """Commit after an answer below 400, roll back after any other."""
+        if self._connection is None:
+            return
+        if status < 400:
+            self._connection.commit()
+        else:
+            self._connection.rollback()
+
+    def close(self) -> None:
+        """Return the connection to the pool; whatever was not committed is rolled back."""
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            connection.close()
+
+
+def install_transaction_boundary(flask_app: Flask) -> None:
+    """Register the hooks that end each request's transaction: commit below 400, else roll back; always close.
+
+    Registered before FlaskInjector is constructed, so Flask-Injector wraps them and supplies their
+    `Inject[...]` parameter from the request scope: the same RequestTransaction the handler's providers got.
+    The after-request hook runs before the response is sent, so a client never sees a 2xx for a write
+    that failed to commit. A handler that raises never reaches it; the teardown then rolls back and closes.
+    """
+
+    @flask_app.after_request
+    def end_transaction(response: Response, transaction: Inject[RequestTransaction]) -> Response:
+        transaction.end(response.status_code)
+        return response
+
+    @flask_app.teardown_request
+    def close_transaction(_error: BaseException | None, transaction: Inject[RequestTransaction]) -> None:
+        transaction.close()
