@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEV_KEY := dev-key-change-me
 
-.PHONY: run relay test clients bench migrate system-deps check-schemas release-schemas bench-avro clean
+.PHONY: run relay test clients bench migrate system-deps node-deps check-schemas release-schemas bench-avro clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,13 +30,17 @@ relay: $(VENV)/.runtime
 	$(BIN)/python relay.py
 
 ## test: every test, on SQLite and on a throwaway PostgreSQL cluster
-test: $(VENV)/.dev system-deps
+test: $(VENV)/.dev system-deps node-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## clients: generate the Python client into clients/python/ from SPEC_URL (e.g. http://localhost:9090/openapi.json),
 ## or, without SPEC_URL, from a server it starts on a free loopback port with a throwaway SQLite file and stops
 clients: $(VENV)/.dev
 	$(BIN)/python scripts/generate_python_client.py $(if $(SPEC_URL),--url '$(SPEC_URL)')
+
+## node-deps: the Node packages of clients/typescript (npm ci when node_modules is missing or the lock file changed)
+node-deps:
+	@bash scripts/ensure-node-deps.sh
 
 ## check-schemas: every Avro schema is FULL_TRANSITIVE compatible with its released versions (also run by make test)
 check-schemas: $(VENV)/.runtime
@@ -65,4 +69,4 @@ system-deps:
 	@bash scripts/ensure-chromium.sh
 
 clean:
-	rm -rf $(VENV) var .pytest_cache clients/python
+	rm -rf $(VENV) var .pytest_cache clients/python clients/typescript/node_modules clients/typescript/generated
