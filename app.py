@@ -74,9 +74,9 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
         security_map=api_key_security_map(settings.api_keys),
     )
     FlaskInjector(app=app.app, injector=injector)
-    # After FlaskInjector: it wraps every annotated hook it finds for injection, a signature inspection
-    # per call, and these hooks ask the injector themselves. Its request-scope cleanup still runs last.
-    install_transaction_boundary(app.app, injector)
+    # After FlaskInjector: it wraps every annotated hook it finds for injection (a signature inspection
+    # per call), and these need none. Its request-scope cleanup still runs after them.
+    install_transaction_boundary(app.app)
     app.add_api(
         spec,
         base_path=BASE_PATH,

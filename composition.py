@@ -27,7 +27,7 @@ from settings import Settings
 from web.contract import ContractRules
 from web.injection import Factory
 from web.representation import Representer
-from web.transactions import RequestTransaction
+from web.transactions import RequestTransaction, begin_request_transaction
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class DatabaseModule(Module):
         )
 
     def configure(self, binder: Binder) -> None:
-        binder.bind(RequestTransaction, to=Factory(lambda injector: RequestTransaction(injector.get(Engine))), scope=request)
+        binder.bind(RequestTransaction, to=Factory(lambda injector: begin_request_transaction(injector.get(Engine))), scope=request)
 
 
 class SqlProvidersModule(Module):

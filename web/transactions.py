@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response
-from injector import Injector
+from flask import Flask, Response, g
 from sqlalchemy import Connection, Engine
 
 
@@ -40,22 +39,31 @@ class RequestTransaction:
             connection.close()
 
 
-def install_transaction_boundary(flask_app: Flask, injector: Injector) -> None:
+def begin_request_transaction(engine: Engine) -> RequestTransaction:
+    """Return a new RequestTransaction for the current Flask request, where the request's hooks will end it."""
+    transaction = g.request_transaction = RequestTransaction(engine)
+    return transaction
+
+
+def install_transaction_boundary(flask_app: Flask) -> None:
     """Register the hooks that end each request's transaction: commit below 400, else roll back; always close.
 
-    Each hook asks the injector for the request's RequestTransaction, the same object the handler's
-    providers got from Flask-Injector's request scope (its teardown clears the scope after these run).
-    Hooks could also declare it as an `Inject[...]` parameter for Flask-Injector to fill in, at the cost
-    of a signature inspection per hook per request (bench/RESULTS.md, tuning log). The after-request hook
-    runs before the response is sent, so a client never sees a 2xx for a write that failed to commit; a
-    handler that raises never reaches it, and the teardown then rolls back and closes.
+    The transaction is the request-scoped one Flask-Injector's scope handed to the request's providers;
+    `begin_request_transaction` keeps it in `g` too, so a request that touched no provider (the health
+    check, a 400 on a bad cursor) has nothing to end, and the hooks cost no injector look-up. The
+    after-request hook runs before the response is sent, so a client never sees a 2xx for a write that
+    failed to commit; a handler that raises never reaches it, and the teardown then rolls back and closes.
     """
 
     @flask_app.after_request
     def end_transaction(response: Response) -> Response:
-        injector.get(RequestTransaction).end(response.status_code)
+        transaction = g.get("request_transaction")
+        if transaction is not None:
+            transaction.end(response.status_code)
         return response
 
     @flask_app.teardown_request
     def close_transaction(_error: BaseException | None) -> None:
-        injector.get(RequestTransaction).close()
+        transaction = g.pop("request_transaction", None)
+        if transaction is not None:
+            transaction.close()
