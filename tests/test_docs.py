@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -41,3 +42,27 @@ def test_the_spec_is_served_as_yaml(client):
 def test_the_root_redirects_to_the_ui(client):
     response = client.get("/", follow_redirects=False)
     assert response.status_code in (302, 307) and response.headers["location"] == "/ui/"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("prefix", ["", "/v1"])
+def test_the_spec_is_served_as_written_with_its_components_refs_and_key_order(client, prefix):
+    source = (Path(__file__).resolve().parent.parent / "swagger" / "openapi.yaml").read_text(encoding="utf-8")
+    served_yaml = client.get(f"{prefix}/openapi.yaml")
+    assert served_yaml.text == source
+    served = client.get(f"{prefix}/openapi.json")
+    document = served.json()
+    assert document == yaml.safe_load(source)
+    assert list(document) == list(yaml.safe_load(source))  # source order: openapi, info, ..., components
+    assert list(document)[0] == "openapi"
+    assert {"Room", "NewRoom", "Problem"} <= set(document["components"]["schemas"])
+    assert served.text.count('"$ref"') > 20
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_behind_a_proxy_the_served_spec_names_the_prefixed_server(app):
+    from starlette.testclient import TestClient
+
+    with TestClient(app, root_path="/rooms-api") as proxied:
+        assert proxied.get("/openapi.json").json()["servers"] == [{"url": "/rooms-api/v1"}]
+        assert yaml.safe_load(proxied.get("/openapi.yaml").text)["servers"] == [{"url": "/rooms-api/v1"}]
