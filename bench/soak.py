@@ -684,8 +684,8 @@ def run(options: argparse.Namespace, started: Started) -> int:
             continue  # the restart took a while: look at the clock again
         if outage_at is not None and not observations.db_outage and now >= outage_at:
             print(f"    [{now - load_began:5.1f} s] stopping PostgreSQL for {options.db_outage} s ...", flush=True)
+            down = time.perf_counter()  # the outage begins with the shutdown, which disconnects every client
             stop_postgres_keeping_data(started.postgres)
-            down = time.perf_counter()
             time.sleep(options.db_outage)
             start_postgres_again(started.postgres)
             observations.db_outage = {"at": down - load_began, "until": time.perf_counter() - load_began}
@@ -1115,12 +1115,20 @@ def render_report(options: argparse.Namespace, facts: dict, obs: Observations, c
                      if recovered else "; no 2xx after it."), ""]
     failures = [r for r in obs.records if r.status >= 500 and not allowed_503(obs, r)]
     if failures:
-        lines += ["## 5xx answers", "", "| at s | request | status | body |", "| ---: | --- | ---: | --- |"]
-        for record in failures[:50]:
-            body = (record.body or b"").decode(errors="replace").replace("|", "\\|").replace("\n", " ")[:300]
-            lines.append(f"| {record.at:.1f} | `{record.method} {record.path}` | {record.status} | {body} |")
-        if len(failures) > 50:
-            lines.append(f"| | … {len(failures) - 50} more | | |")
+        def cell(record: Record) -> str:
+            return (record.body or b"").decode(errors="replace").replace("|", "\\|").replace("\n", " ")[:300]
+
+        groups: dict[tuple[int, str], list[Record]] = defaultdict(list)
+        for record in failures:
+            groups[record.status, cell(record)].append(record)
+        lines += ["## 5xx answers", "", "Grouped by status and body:", "",
+                  "| status | count | from s | to s | requests | body |", "| ---: | ---: | ---: | ---: | --- | --- |"]
+        for (status, body), records in sorted(groups.items(), key=lambda item: -len(item[1])):
+            kinds = ", ".join(f"`{k}` {n}" for k, n in Counter(r.kind for r in records).most_common())
+            lines.append(f"| {status} | {len(records):,} | {records[0].at:.1f} | {records[-1].at:.1f} | {kinds} | {body} |")
+        lines += ["", f"The first {min(len(failures), 20)} of them:", "", "| at s | request | status |",
+                  "| ---: | --- | ---: |"]
+        lines += [f"| {r.at:.1f} | `{r.method} {r.path}` | {r.status} |" for r in failures[:20]]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
