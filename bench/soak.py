@@ -27,6 +27,7 @@ prints it, stops everything it started (also on failure or Ctrl-C) and exits 1 i
 from __future__ import annotations
 
 import argparse
+import gzip
 import http.client
 import itertools
 import json
@@ -746,6 +747,7 @@ def run(options: argparse.Namespace, started: Started) -> int:
     observations.events, observations.unpublished, observations.present = database_state(url)
 
     checks = run_checks(observations)
+    save_raw(observations)
     relay_log = (LOG_DIR / "relay.log").read_text(errors="replace")
     facts["relay_retries"] = relay_log.count("Broker unavailable")
     facts["relay_db_retries"] = relay_log.count("Database unavailable")
@@ -1131,6 +1133,18 @@ def render_report(options: argparse.Namespace, facts: dict, obs: Observations, c
         lines += [f"| {r.at:.1f} | `{r.method} {r.path}` | {r.status} |" for r in failures[:20]]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def save_raw(obs: Observations) -> None:
+    """Every request and delivery as JSON lines in the log folder, to look into a tail or a gap after the run."""
+    with gzip.open(LOG_DIR / "requests.jsonl.gz", "wt") as out:
+        for r in obs.records:
+            out.write(json.dumps({"at": round(r.at, 4), "kind": r.kind, "method": r.method, "path": r.path,
+                                  "status": r.status, "ms": round(r.latency_ms, 3)}) + "\n")
+    with gzip.open(LOG_DIR / "deliveries.jsonl.gz", "wt") as out:
+        for d in obs.deliveries:
+            out.write(json.dumps({"at": round(d.at, 4), "message_id": d.message_id, "position": d.position,
+                                  "routing_key": d.routing_key, "redelivered": d.redelivered}) + "\n")
 
 
 def history_line(options: argparse.Namespace, facts: dict, obs: Observations, checks: list[Check]) -> str:
