@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEV_KEY := dev-key-change-me
 
-.PHONY: run relay test clients bench migrate system-deps node-deps check-schemas release-schemas bench-avro clean
+.PHONY: run relay test clients bench soak migrate system-deps node-deps check-schemas release-schemas bench-avro clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ release-schemas: $(VENV)/.runtime
 ## bench: the service against a plain-Flask floor and stock Connexion on a throwaway PostgreSQL (about 11 minutes; writes bench/RESULTS.md)
 bench: $(VENV)/.runtime system-deps
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## soak: mixed load on the service and the relay over a throwaway PostgreSQL and RabbitMQ, the broker restarted mid-run;
+## fails unless every acknowledged write is stored and every committed event delivered in order (about 6 minutes; writes bench/SOAK.md)
+soak: $(VENV)/.runtime
+	@bash scripts/ensure-postgres.sh
+	@bash scripts/ensure-rabbitmq.sh
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 ## bench-avro: encode/decode rate and size of a page of 100 rooms, Avro vs JSON (updates bench/RESULTS.md)
 bench-avro: $(VENV)/.runtime
