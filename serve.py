@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import uvicorn
@@ -29,6 +30,7 @@ def main() -> int:
         "Serving on http://%s:%s/ (Swagger UI at /ui/) with %d worker(s)",
         settings.address, settings.port, settings.workers,
     )
+    signal.signal(signal.SIGTERM, _exit_after_graceful_shutdown)
     uvicorn.run(
         "app:app",
         host=settings.address,
@@ -38,9 +40,19 @@ def main() -> int:
         http="httptools",
         proxy_headers=True,
         access_log=False,
-        timeout_graceful_shutdown=20,
+        # On SIGTERM: stop accepting, finish the requests in flight (long polls answer at once), then
+        # the app's lifespan closes the pool; requests still running after this long are cancelled.
+        timeout_graceful_shutdown=settings.graceful_shutdown_seconds,
     )
     return 0
+
+
+def _exit_after_graceful_shutdown(_number: int, _frame) -> None:
+    # While it serves, uvicorn handles SIGTERM itself (a graceful shutdown). Afterwards it raises the
+    # signal again for the handler it found, and with the default one a process that stopped cleanly
+    # would end "killed by SIGTERM". This one makes it a normal exit, status 0. (With several workers
+    # uvicorn's supervisor handles the signal in this process and exits normally anyway.)
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":
