@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import signal
 import threading
 import time
 import uuid
@@ -33,6 +34,7 @@ from settings import Settings
 from tests.conftest import API_KEY, LiveServer
 from tests.factories import new_room
 from tests.postgres import ThrowawayPostgres
+from tests.serve_process import ServeProcess
 from web.transactions import RequestTransaction
 
 AUTH = {"X-API-Key": API_KEY}
@@ -202,6 +204,28 @@ def test_an_outage_is_503_with_one_warning_and_ends_without_a_restart(own_postgr
     # Nothing half-written: neither the paused write nor the refused one, and no event without its room.
     assert stored_urls(outage_url) == {kept["url"], after["url"]}
     assert room_created_events(outage_url) == 2
+
+
+def test_serve_py_logs_the_outage_once_and_its_end_without_a_trace(own_postgres, outage_url, tmp_path):
+    # The production entry point and its logging: the two lines must reach the log as they are documented.
+    with ServeProcess(outage_url, tmp_path / "serve.log", APP_RETRY_AFTER_SECONDS="4") as server:
+        room = httpx.post(f"{server.url}/v1/rooms", json=new_room(), headers=AUTH).headers["location"]
+        own_postgres.stop_server()
+        for _ in range(3):
+            assert_503(httpx.get(server.url + room), 4)
+        assert_503(httpx.get(f"{server.url}/v1/ready"), 4)
+        own_postgres.start_server()
+        assert [httpx.get(server.url + room).status_code for _ in range(3)] == [200] * 3
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) == 0
+        output = server.output()
+    assert "Traceback" not in output, output
+    outage = [line for line in output.splitlines() if " providers.availability: " in line]
+    assert len(outage) == 2, output
+    assert " WARNING providers.availability: Database unavailable: " in outage[0]
+    assert outage[0].endswith("Answering 503 until it is back.")
+    assert " INFO providers.availability: Database reachable again after " in outage[1]
+    assert outage[1].endswith("4 request(s) were answered 503.")
 
 
 @pytest.mark.parametrize("pre_ping, statuses", [(False, [503, 200, 200, 200, 200]), (True, [200] * 5)],

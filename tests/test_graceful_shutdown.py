@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import orjson
@@ -26,10 +23,9 @@ from providers.availability import Stopping
 from providers.sql_events import SqlEventFeed
 from tests.conftest import API_KEY
 from tests.factories import new_room
-from tests.postgres import free_port
+from tests.serve_process import ServeProcess
 from web.availability import stopping_on_signals
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 GRACEFUL_SECONDS = 8
 LONG_POLL_SECONDS = 25  # longer than the graceful timeout: only an early answer lets the process stop in time
 SENDERS = 12
@@ -89,21 +85,6 @@ def send_until_the_server_goes(base_url: str, burst: Burst, give_up: threading.E
                     burst.other_answers[url] = response.status_code
 
 
-def wait_until_serving(base_url: str, process: subprocess.Popen, log: Path, workers: int) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"serve.py exited early:\n{log.read_text()}"
-        # Every worker has run its lifespan's start-up (uvicorn logs it once per worker).
-        if log.read_text().count("Application startup complete") >= workers:
-            try:
-                if httpx.get(f"{base_url}/v1/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-        time.sleep(0.1)
-    raise AssertionError(f"serve.py did not become ready:\n{log.read_text()}")
-
-
 def stored(url: str) -> tuple[set[str], int]:
     engine = sa.create_engine(url)
     with engine.connect() as connection:
@@ -116,20 +97,14 @@ def stored(url: str) -> tuple[set[str], int]:
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-worker", "two-workers"])
 def test_sigterm_mid_burst_keeps_every_acknowledged_write_wakes_long_polls_and_exits_0(
         shutdown_database, tmp_path, workers):
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "serve.log"
-    environment = {
-        **os.environ,
-        "DATABASE_URL": shutdown_database, "APP_ADDRESS": "127.0.0.1", "APP_PORT": str(port),
-        "APP_WORKERS": str(workers), "APP_API_KEYS": API_KEY,
-        "APP_GRACEFUL_SHUTDOWN_SECONDS": str(GRACEFUL_SECONDS),
-    }
-    with log.open("wb") as output:
-        process = subprocess.Popen([sys.executable, "serve.py"], cwd=PROJECT_ROOT, env=environment,
-                                   stdout=output, stderr=subprocess.STDOUT)
-    try:
-        wait_until_serving(base_url, process, log, workers)
+    server = ServeProcess(shutdown_database, tmp_path / "serve.log", APP_WORKERS=str(workers),
+                          APP_GRACEFUL_SHUTDOWN_SECONDS=str(GRACEFUL_SECONDS))
+    with server:
+        base_url, process = server.url, server.process
+        # A duplicate write: the worker logs its 409 at INFO, through the logging serve.py sets up in every worker.
+        duplicate = new_room()
+        assert httpx.post(f"{base_url}/v1/rooms", json=duplicate, headers={"X-API-Key": API_KEY}).status_code == 201
+        assert httpx.post(f"{base_url}/v1/rooms", json=duplicate, headers={"X-API-Key": API_KEY}).status_code == 409
 
         long_poll: dict[str, object] = {}
 
@@ -153,7 +128,7 @@ def test_sigterm_mid_burst_keeps_every_acknowledged_write_wakes_long_polls_and_e
         deadline = time.monotonic() + 30
         while len(burst.acknowledged) < SIGTERM_AFTER_ACKNOWLEDGED and time.monotonic() < deadline:
             time.sleep(0.005)
-        assert len(burst.acknowledged) >= SIGTERM_AFTER_ACKNOWLEDGED, log.read_text()
+        assert len(burst.acknowledged) >= SIGTERM_AFTER_ACKNOWLEDGED, server.output()
         assert poller.is_alive(), "the long poll answered before the shutdown"
 
         process.send_signal(signal.SIGTERM)
@@ -164,16 +139,13 @@ def test_sigterm_mid_burst_keeps_every_acknowledged_write_wakes_long_polls_and_e
         for sender in senders:
             sender.join(timeout=30)
         poller.join(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    output = log.read_text()
+        output = server.output()
 
     assert exit_code == 0, output
     assert exited - signalled < GRACEFUL_SECONDS, output  # done before uvicorn would cut requests short
     assert "Traceback" not in output and "timeout graceful shutdown exceeded" not in output, output
     assert output.count("Application shutdown complete") == workers, output  # each worker's lifespan closed its pool
+    assert "INFO web.problems: 409 Conflict: Room " in output, output
 
     # The long poll answered at once, with what it had (nothing), long before its wait was over.
     assert long_poll.get("status") == 200, output
@@ -185,10 +157,11 @@ def test_sigterm_mid_burst_keeps_every_acknowledged_write_wakes_long_polls_and_e
     assert any(at > signalled for at in burst.acknowledged.values()), "no request was in flight at the signal"
     # Every acknowledged write is stored; anything else stored was sent but never answered.
     urls, events = stored(shutdown_database)
+    urls.discard(duplicate["url"])
     assert set(burst.acknowledged) <= urls
     assert urls <= set(burst.acknowledged) | burst.unanswered
     assert urls <= burst.sent
-    assert events == len(urls)
+    assert events == len(urls) + 1
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
