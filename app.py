@@ -28,7 +28,9 @@ from sqlalchemy import Engine
 
 from composition import Contract, build_injector
 from contract.avro import AvroSchemas
+from providers.availability import DatabaseOutages, Readiness, Stopping
 from settings import Settings
+from web.availability import register_availability_handlers, stopping_on_signals
 from web.avro_bodies import avro_body_validator
 from web.contract import SPEC_PATH, ContractRules, load_spec
 from web.flask_app import ServiceApp
@@ -76,7 +78,7 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     FlaskInjector(app=app.app, injector=injector)
     # After FlaskInjector: it wraps every annotated hook it finds for injection (a signature inspection
     # per call), and these need none. Its request-scope cleanup still runs after them.
-    install_transaction_boundary(app.app)
+    install_transaction_boundary(app.app, injector.get(DatabaseOutages))
     app.add_api(
         spec,
         base_path=BASE_PATH,
@@ -87,6 +89,7 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
         swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui_config={"persistAuthorization": True}),
     )
     register_problem_handlers(app, spec, BASE_PATH)
+    register_availability_handlers(app, injector.get(DatabaseOutages), settings.retry_after_seconds)
     _register_routes_now(app)
     app.injector = injector
     return app
@@ -115,10 +118,14 @@ def _lifespan(injector: Injector, handler_threads: ThreadPoolExecutor) -> Callab
         # p99 of every scenario (bench/RESULTS.md). Frozen objects are never scanned again.
         gc.collect()
         gc.freeze()
-        yield
+        stopping = injector.get(Stopping)
+        # Set at the stop signal, so long polls answer at once and the requests in flight can finish.
+        with stopping_on_signals(stopping):
+            yield
+        stopping.set()
         gc.unfreeze()
         handler_threads.shutdown(wait=True)
-        injector.get(Engine).dispose()
+        _close_databases(injector)
 
     return lifespan
 
@@ -155,8 +162,14 @@ def _quiet_connexion_logger() -> None:
 
 def dispose_app(app: ServiceApp) -> None:
     """Stop the app's handler threads and close its database connections (for tests and embedding code)."""
+    app.injector.get(Stopping).set()
     app.handler_threads.shutdown(wait=True)
-    app.injector.get(Engine).dispose()
+    _close_databases(app.injector)
+
+
+def _close_databases(injector: Injector) -> None:
+    injector.get(Engine).dispose()
+    injector.get(Readiness).dispose()
 
 
 def __getattr__(name: str):

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask_injector import request
 from injector import Binder, Injector, Module, provider, singleton
 from sqlalchemy import Engine
 
 from contract.avro import AvroSchemas
-from providers.database import make_engine
+from providers.availability import DatabaseOutages, Readiness, Stopping
+from providers.database import make_engine, migration_heads
 from providers.events import EventFeed, Outbox
 from providers.items import ItemsProvider
 from providers.memory_events import InMemoryEvents
@@ -32,10 +33,11 @@ from web.transactions import RequestTransaction, begin_request_transaction
 
 @dataclass(frozen=True)
 class Contract:
-    """The contracts loaded once at start-up: the OpenAPI rules and the Avro schemas."""
+    """The contracts loaded once at start-up: the OpenAPI rules, the Avro schemas, the migrations' head."""
 
     rules: ContractRules
     schemas: AvroSchemas
+    migration_heads: frozenset[str] = field(default_factory=migration_heads)
 
 
 class ConfigModule(Module):
@@ -67,6 +69,7 @@ class DatabaseModule(Module):
             pool_size=settings.pool_size,
             pool_recycle=settings.pool_recycle_seconds,
             pre_ping=settings.pool_pre_ping,
+            connect_timeout=settings.db_connect_timeout_seconds,
         )
 
     def configure(self, binder: Binder) -> None:
@@ -88,8 +91,27 @@ class SqlProvidersModule(Module):
 
     @singleton
     @provider
-    def event_feed(self, engine: Engine) -> EventFeed:
-        return SqlEventFeed(engine)
+    def event_feed(self, engine: Engine, stopping: Stopping) -> EventFeed:
+        return SqlEventFeed(engine, stopping)
+
+
+class AvailabilityModule(Module):
+    """Per process: the stopping signal, the log of database outages, and the readiness check."""
+
+    def __init__(self, heads: frozenset[str]) -> None:
+        self._heads = heads
+
+    def configure(self, binder: Binder) -> None:
+        binder.bind(Stopping, to=Stopping())
+        binder.bind(DatabaseOutages, to=DatabaseOutages())
+
+    @singleton
+    @provider
+    def readiness(self, settings: Settings, outages: DatabaseOutages, stopping: Stopping) -> Readiness:
+        return Readiness(
+            settings.database_url, self._heads,
+            timeout_seconds=settings.ready_timeout_seconds, outages=outages, stopping=stopping,
+        )
 
 
 class InMemoryProvidersModule(Module):
@@ -111,4 +133,7 @@ class InMemoryProvidersModule(Module):
 
 def build_injector(settings: Settings, contract: Contract, overrides: Iterable[Module] = ()) -> Injector:
     """Return the injector for one app; modules in `overrides` replace earlier bindings."""
-    return Injector([ConfigModule(settings, contract), DatabaseModule(), SqlProvidersModule(), *overrides])
+    return Injector([
+        ConfigModule(settings, contract), DatabaseModule(), SqlProvidersModule(),
+        AvailabilityModule(contract.migration_heads), *overrides,
+    ])

@@ -34,6 +34,11 @@ class Settings:
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     relay_exchange: str = "rooms.events"
     relay_batch_size: int = 100
+    # Operable under faults: readiness, 503s while the database is away, graceful shutdown.
+    retry_after_seconds: int = 5
+    ready_timeout_seconds: int = 2
+    db_connect_timeout_seconds: int = 5
+    graceful_shutdown_seconds: int = 20
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -53,6 +58,14 @@ class Settings:
             amqp_url=environ.get("AMQP_URL") or cls.amqp_url,
             relay_exchange=environ.get("RELAY_EXCHANGE") or cls.relay_exchange,
             relay_batch_size=_int(environ, "RELAY_BATCH_SIZE", cls.relay_batch_size, minimum=1),
+            retry_after_seconds=_int(environ, "APP_RETRY_AFTER_SECONDS", cls.retry_after_seconds, minimum=1),
+            ready_timeout_seconds=_int(environ, "APP_READY_TIMEOUT_SECONDS", cls.ready_timeout_seconds, minimum=1),
+            db_connect_timeout_seconds=_int(
+                environ, "APP_DB_CONNECT_TIMEOUT_SECONDS", cls.db_connect_timeout_seconds, minimum=1
+            ),
+            graceful_shutdown_seconds=_int(
+                environ, "APP_GRACEFUL_SHUTDOWN_SECONDS", cls.graceful_shutdown_seconds, minimum=1
+            ),
         )
 
 

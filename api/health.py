@@ -1,10 +1,19 @@
-"""Handler of the liveness check."""
+"""Handlers of the liveness and readiness checks."""
 
 from __future__ import annotations
 
+from injector import Inject
+
+from providers.availability import Readiness
 from web.http import json_response
 
 
 def check_health():
     """Answer that the process serves requests (no database round trip)."""
     return json_response({"status": "ok"})
+
+
+def check_readiness(readiness: Inject[Readiness]):
+    """Answer whether this process can serve: the database answers and its migrations are at head (else 503)."""
+    readiness.check()
+    return json_response({"status": "ready"})

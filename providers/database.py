@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,7 +39,8 @@ class OnConnection:
         return self._connect()
 
 
-def make_engine(database_url: str, *, pool_size: int = 10, pool_recycle: int = 300, pre_ping: bool = False) -> Engine:
+def make_engine(database_url: str, *, pool_size: int = 10, pool_recycle: int = 300, pre_ping: bool = False,
+                connect_timeout: int | None = None) -> Engine:
     """Create an engine for PostgreSQL or SQLite; no connection is opened until first use."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
@@ -58,6 +60,9 @@ def make_engine(database_url: str, *, pool_size: int = 10, pool_recycle: int = 3
         # psycopg2 decodes json columns (a room's images) with the stdlib's json.loads: a fifth of the
         # driver's work on a page of 20 rooms. orjson gives the same values.
         json_deserializer=orjson.loads,
+        # Without it a connection to a host that does not answer (no refusal, just silence) waits for
+        # TCP to give up, minutes, holding the request's thread; with it the request fails as a 503.
+        connect_args={"connect_timeout": connect_timeout} if connect_timeout else {},
     )
 
 
@@ -86,6 +91,14 @@ def alembic_config(database_url: str):
     config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     config.attributes["database_url"] = database_url
     return config
+
+
+@functools.cache
+def migration_heads() -> frozenset[str]:
+    """Return the head revision(s) of the project's migration scripts (read once per process)."""
+    from alembic.script import ScriptDirectory
+
+    return frozenset(ScriptDirectory.from_config(alembic_config("")).get_heads())
 
 
 def migrate(database_url: str, revision: str = "head") -> None:

@@ -132,22 +132,28 @@ class SqlOutbox(OnConnection, Outbox):
 
 
 class SqlEventFeed(EventFeed):
-    """Reads committed events with short connections of its own, so a long poll sees each new commit."""
+    """Reads committed events with short connections of its own, so a long poll sees each new commit.
 
-    def __init__(self, engine: Engine) -> None:
+    A long poll ends early, answering what it has (nothing new), once `stopping` is set: a graceful
+    shutdown finishes the requests in flight, and a poll of up to 30 s would otherwise outlast it.
+    """
+
+    def __init__(self, engine: Engine, stopping: threading.Event | None = None) -> None:
         self._engine = engine
         self._waiters = threading.BoundedSemaphore(MAX_WAITERS)
+        self._stopping = stopping if stopping is not None else threading.Event()
 
     def read(self, after: int, limit: int, types: Sequence[str] | None = None, wait_seconds: float = 0) -> list[Event]:
         events = self._read_once(after, limit, types)
         # A long poll holds one of the worker's threads, so only a few may wait at once; the others
         # answer at once (possibly empty) and their clients simply poll again.
-        if events or wait_seconds <= 0 or not self._waiters.acquire(blocking=False):
+        if events or wait_seconds <= 0 or self._stopping.is_set() or not self._waiters.acquire(blocking=False):
             return events
         try:
             deadline = time.monotonic() + wait_seconds
             while not events and time.monotonic() < deadline:
-                time.sleep(POLL_INTERVAL_SECONDS)
+                if self._stopping.wait(POLL_INTERVAL_SECONDS):
+                    break
                 events = self._read_once(after, limit, types)
             return events
         finally:

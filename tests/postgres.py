@@ -65,21 +65,33 @@ class ThrowawayPostgres:
             entry = pwd.getpwnam(self._user)
             os.chmod(self.root, 0o755)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
-        env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(self.root)}
         subprocess.run(
             [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
              "-E", "UTF8", "--no-sync", "--locale=C.UTF-8"],
-            check=True, capture_output=True, env=env, cwd=self.root, **self._run_as(),
+            check=True, capture_output=True, env=self._env(), cwd=self.root, **self._run_as(),
         )
-        log = open(self.root / "postgres.log", "wb")
+        self.start_server()
+        return self.url
+
+    @property
+    def url(self) -> str:
+        """Superuser URL of the cluster's `postgres` database."""
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _env(self) -> dict:
+        return {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(self.root)}
+
+    def start_server(self) -> None:
+        """Start the server on the existing cluster (again, after stop_server) and wait until it accepts connections."""
+        log = open(self.root / "postgres.log", "ab")
         self.process = subprocess.Popen(
             [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port),
              "-k", str(self.root), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
              "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.root, **self._run_as(),
+            stdout=log, stderr=subprocess.STDOUT, env=self._env(), cwd=self.root, **self._run_as(),
         )
+        log.close()
         self._wait_until_ready()
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/postgres"
 
     def _wait_until_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -100,13 +112,17 @@ class ThrowawayPostgres:
             time.sleep(0.1)
         raise RuntimeError(f"postgres did not become ready:\n{(self.root / 'postgres.log').read_text()}")
 
-    def stop(self) -> None:
-        """Stop the server and delete the cluster."""
+    def stop_server(self) -> None:
+        """Stop the server with a fast shutdown (clients are disconnected, open transactions rolled back); keep the cluster."""
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # fast shutdown: disconnects clients
+            self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def stop(self) -> None:
+        """Stop the server and delete the cluster."""
+        self.stop_server()
         shutil.rmtree(self.root, ignore_errors=True)

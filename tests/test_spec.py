@@ -85,3 +85,18 @@ def test_every_component_schema_has_a_type_and_objects_close_their_properties():
         assert "type" in schema, name
         if schema["type"] == "object":
             assert (schema.get("additionalProperties") is False) != (name in OPEN_OBJECTS), name
+
+
+# Operations that never touch the database: liveness and the published Avro schemas.
+DATABASE_FREE = {"check_health", "list_schemas", "get_schema"}
+
+
+@pytest.mark.parametrize("path, method, operation", OPERATIONS, ids=IDS)
+def test_every_operation_that_needs_the_database_documents_its_503_with_retry_after(path, method, operation):
+    documented = operation["responses"].get("503")
+    if operation["operationId"] in DATABASE_FREE:
+        assert documented is None
+        return
+    assert documented == {"$ref": "#/components/responses/ServiceUnavailable"}
+    headers = resolve(documented["$ref"])["headers"]
+    assert resolve(headers["Retry-After"]["$ref"])["required"] is True

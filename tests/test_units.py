@@ -92,3 +92,17 @@ def test_longitude_band_is_dropped_near_poles_and_antimeridian():
     assert GeoCircle(0, 179.99, 10).longitude_band() is None
     low, high = GeoCircle(52.5, 13.4, 10).longitude_band()
     assert low < 13.4 < high
+
+
+def test_fault_settings_are_read_from_the_environment_and_checked():
+    settings = Settings.from_env({
+        "APP_RETRY_AFTER_SECONDS": "9", "APP_READY_TIMEOUT_SECONDS": "3",
+        "APP_DB_CONNECT_TIMEOUT_SECONDS": "4", "APP_GRACEFUL_SHUTDOWN_SECONDS": "30",
+    })
+    assert (settings.retry_after_seconds, settings.ready_timeout_seconds) == (9, 3)
+    assert (settings.db_connect_timeout_seconds, settings.graceful_shutdown_seconds) == (4, 30)
+    defaults = Settings.from_env({})
+    assert (defaults.retry_after_seconds, defaults.ready_timeout_seconds) == (5, 2)
+    assert (defaults.db_connect_timeout_seconds, defaults.graceful_shutdown_seconds) == (5, 20)
+    with pytest.raises(ConfigurationError, match="APP_RETRY_AFTER_SECONDS"):
+        Settings.from_env({"APP_RETRY_AFTER_SECONDS": "0"})

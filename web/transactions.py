@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import Flask, Response, g
 from sqlalchemy import Connection, Engine
 
+from providers.availability import DatabaseOutages
+
 
 class RequestTransaction:
     """The request's connection, opened on first use; only `end` commits, and only Flask's hooks call it.
@@ -23,14 +25,15 @@ class RequestTransaction:
             self._connection = self._engine.connect()
         return self._connection
 
-    def end(self, status: int) -> None:
-        """Commit after an answer below 400, roll back after any other."""
+    def end(self, status: int) -> bool:
+        """Commit after an answer below 400, roll back after any other; return whether the database was used."""
         if self._connection is None:
-            return
+            return False
         if status < 400:
             self._connection.commit()
         else:
             self._connection.rollback()
+        return True
 
     def close(self) -> None:
         """Return the connection to the pool; whatever was not committed is rolled back."""
@@ -45,7 +48,7 @@ def begin_request_transaction(engine: Engine) -> RequestTransaction:
     return transaction
 
 
-def install_transaction_boundary(flask_app: Flask) -> None:
+def install_transaction_boundary(flask_app: Flask, outages: DatabaseOutages | None = None) -> None:
     """Register the hooks that end each request's transaction: commit below 400, else roll back; always close.
 
     The transaction is the request-scoped one Flask-Injector's scope handed to the request's providers;
@@ -53,13 +56,16 @@ def install_transaction_boundary(flask_app: Flask) -> None:
     check, a 400 on a bad cursor) has nothing to end, and the hooks cost no injector look-up. The
     after-request hook runs before the response is sent, so a client never sees a 2xx for a write that
     failed to commit; a handler that raises never reaches it, and the teardown then rolls back and closes.
+    A transaction that ends well tells `outages` that the database answers (ending an outage it logged).
     """
+    if outages is None:
+        outages = DatabaseOutages()
 
     @flask_app.after_request
     def end_transaction(response: Response) -> Response:
         transaction = g.get("request_transaction")
-        if transaction is not None:
-            transaction.end(response.status_code)
+        if transaction is not None and transaction.end(response.status_code) and outages.ongoing:
+            outages.answered()
         return response
 
     @flask_app.teardown_request

@@ -1,0 +1,188 @@
+"""Whether the service can answer: which errors mean the database is away, a per-process outage log, readiness, stopping."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from urllib.parse import quote
+
+from sqlalchemy import Connection, Engine, create_engine, inspect, text
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+logger = logging.getLogger(__name__)
+
+# SQLSTATE classes and codes a PostgreSQL server sends when the connection, not the statement, is the
+# trouble: class 08 (connection exception), 57P01-57P03 (admin or crash shutdown, cannot connect now).
+_PG_CONNECTION_STATES = ("08", "57P01", "57P02", "57P03")
+# SQLite's primary result codes for a database file that cannot be opened or read.
+_SQLITE_UNREACHABLE = {sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR}
+ALEMBIC_VERSION = "alembic_version"
+
+
+class Stopping(threading.Event):
+    """Set once when this process begins to stop: waits that could outlast a graceful shutdown (long polls) end at once."""
+
+
+class Unavailable(Exception):
+    """The service cannot answer now, but may shortly (503 with Retry-After); `detail` says why, for the client."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def unavailable_reason(error: BaseException) -> str | None:
+    """Say why `error` means the database cannot be reached, or None for any other fault.
+
+    Connection-level only: a refused or lost connection, a server shutting down, an exhausted pool.
+    Constraint violations, SQL mistakes, deadlocks and statement timeouts are faults of the request or
+    the code and stay what they were (a domain mapping or a 500).
+    """
+    if isinstance(error, sa_exc.TimeoutError):
+        return f"no pooled connection became free in time ({_first_line(error)})"
+    if not isinstance(error, sa_exc.DBAPIError):
+        return None
+    if error.connection_invalidated:
+        return f"the connection was lost ({_first_line(error.orig)})"
+    if isinstance(error, sa_exc.InterfaceError) or (
+        isinstance(error, sa_exc.OperationalError) and _connection_level(error.orig)
+    ):
+        return f"cannot connect ({_first_line(error.orig)})"
+    return None
+
+
+def _connection_level(orig: BaseException | None) -> bool:
+    if isinstance(orig, sqlite3.Error):
+        return (getattr(orig, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_UNREACHABLE
+    if hasattr(orig, "pgcode"):
+        # libpq's own errors (refused, timed out, closed by the server) carry no SQLSTATE at all.
+        code = orig.pgcode
+        return code is None or code.startswith(_PG_CONNECTION_STATES)
+    return False
+
+
+def _first_line(error: BaseException | None) -> str:
+    message = str(error).strip()
+    return message.splitlines()[0] if message else type(error).__name__
+
+
+class DatabaseOutages:
+    """This process's view of whether the database answers: one warning when it stops, one info line when it is back.
+
+    Every request that fails for want of the database reports it, from any thread; only the first of
+    an outage is logged. The first request (or readiness check) that the database answers again ends
+    the outage. `ongoing` is read without the lock, so the per-request check when nothing is wrong
+    costs one attribute read.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._failures = 0
+
+    @property
+    def ongoing(self) -> bool:
+        """Whether an outage has been reported and not yet seen to end."""
+        return self._since is not None
+
+    def failed(self, reason: str) -> None:
+        """Record a request that could not reach the database; log the first of each outage."""
+        with self._lock:
+            self._failures += 1
+            if self._since is not None:
+                return
+            self._since = time.monotonic()
+        logger.warning("Database unavailable: %s. Answering 503 until it is back.", reason)
+
+    def answered(self) -> None:
+        """Record that the database answered; log the end of an outage, if one was under way."""
+        if self._since is None:
+            return
+        with self._lock:
+            if self._since is None:
+                return
+            lasted, failures = time.monotonic() - self._since, self._failures
+            self._since, self._failures = None, 0
+        logger.info("Database reachable again after %.1f s; %d request(s) were answered 503.", lasted, failures)
+
+
+class Readiness:
+    """Whether this process can serve: the database answers a bounded ping and its schema is at the migrations' head.
+
+    Pings on connections of its own (no pool), opened with a timeout, so a check neither waits for a
+    busy request pool nor hangs on a dead host; it proves that the database accepts connections now.
+    """
+
+    def __init__(self, database_url: str, heads: Iterable[str], *, timeout_seconds: int,
+                 outages: DatabaseOutages, stopping: Stopping) -> None:
+        self._heads = frozenset(heads)
+        self._timeout = timeout_seconds
+        self._outages = outages
+        self._stopping = stopping
+        self._engine = probe_engine(database_url, timeout_seconds)
+
+    def check(self) -> None:
+        """Return if ready; raise Unavailable saying why not."""
+        if self._stopping.is_set():
+            # Balancers that still probe a stopping process take it out of rotation.
+            raise Unavailable("The service is stopping.")
+        try:
+            with self._engine.connect() as connection:
+                current = _current_revisions(connection)
+        except sa_exc.DBAPIError as error:
+            reason = unavailable_reason(error)
+            if reason is not None:
+                self._outages.failed(reason)
+                raise Unavailable("The database is unreachable.") from None
+            if isinstance(error, sa_exc.OperationalError):
+                # PostgreSQL's statement_timeout (query_canceled), SQLite's busy timeout: up, but too slow.
+                raise Unavailable(f"The database did not answer within {self._timeout} s.") from None
+            raise
+        self._outages.answered()
+        if current != self._heads:
+            raise Unavailable(
+                f"The database's migrations are behind: current {_revisions(current)}, head {_revisions(self._heads)}."
+            )
+
+    def dispose(self) -> None:
+        """Release the probe engine."""
+        self._engine.dispose()
+
+
+def _current_revisions(connection: Connection) -> frozenset[str]:
+    # What Alembic's MigrationContext.get_current_heads reads, without the two log lines it writes per call.
+    if not inspect(connection).has_table(ALEMBIC_VERSION):
+        return frozenset()
+    return frozenset(connection.execute(text(f"SELECT version_num FROM {ALEMBIC_VERSION}")).scalars())
+
+
+def _revisions(revisions: frozenset[str]) -> str:
+    return ", ".join(sorted(revisions)) or "none"
+
+
+def probe_engine(database_url: str, timeout_seconds: int) -> Engine:
+    """Return an engine whose every connection is new and bounded by `timeout_seconds` (connect and statement)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        path = url.database or ""
+        if not path or path == ":memory:":
+            return create_engine(url, poolclass=NullPool)
+        # mode=rw: a probe must never create an empty database file where the real one is missing.
+        target = f"file:{quote(os.path.abspath(path))}?mode=rw"
+        return create_engine(
+            "sqlite://",
+            poolclass=NullPool,
+            creator=lambda: sqlite3.connect(target, uri=True, timeout=timeout_seconds, check_same_thread=False),
+        )
+    return create_engine(
+        url,
+        poolclass=NullPool,
+        # libpq waits at least 2 s to connect whatever is asked; the statement timeout bounds the query.
+        connect_args={"connect_timeout": timeout_seconds, "options": f"-c statement_timeout={timeout_seconds * 1000}"},
+    )
