@@ -34,6 +34,9 @@ class Settings:
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     relay_exchange: str = "rooms.events"
     relay_batch_size: int = 100
+    # Observability (web/logs.py, web/telemetry.py)
+    log_format: str = "text"
+    access_log: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -53,6 +56,8 @@ class Settings:
             amqp_url=environ.get("AMQP_URL") or cls.amqp_url,
             relay_exchange=environ.get("RELAY_EXCHANGE") or cls.relay_exchange,
             relay_batch_size=_int(environ, "RELAY_BATCH_SIZE", cls.relay_batch_size, minimum=1),
+            log_format=_choice(environ, "APP_LOG_FORMAT", cls.log_format, ("text", "json")),
+            access_log=_bool(environ, "APP_ACCESS_LOG", cls.access_log),
         )
 
 
@@ -93,3 +98,12 @@ def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     if raw.lower() in {"0", "false", "no", "off"}:
         return False
     raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw.lower()

@@ -1,0 +1,256 @@
+"""Prometheus metrics: requests, latency, the database pool, the outbox's lag and the relay; served at /metrics.
+
+With `PROMETHEUS_MULTIPROC_DIR` set (serve.py sets it before the workers start), prometheus_client keeps
+every value in a per-process file there and a scrape adds up all the files, so whichever worker answers
+`/metrics` reports every worker, and the relay too when it runs with the same directory. Without it (tests,
+embedding) each process counts in its own registry. Which of the two is decided when prometheus_client is
+first imported, so nothing that runs before serve.py has set the variable may import this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+import orjson
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+METRICS_PATH = "/metrics"
+MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+# Requests of this service take milliseconds; a long poll on /v1/events up to 30 s.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+UNROUTED = "none"
+"""The operation_id label of a request the spec does not route: an unknown path, the docs, /metrics."""
+
+REQUESTS = Counter(
+    "rooms_http_requests", "HTTP requests answered, by operationId, method and status.",
+    ["operation_id", "method", "status"],
+)
+LATENCY = Histogram(
+    "rooms_http_request_duration_seconds", "Time from a request's arrival to the end of its answer, by operationId.",
+    ["operation_id"], buckets=LATENCY_BUCKETS,
+)
+RELAY_PUBLISHED = Counter(
+    "rooms_relay_events_published", "Events the relay published, had confirmed by the broker and marked, by type.",
+    ["type"],
+)
+RELAY_FAILURES = Counter(
+    "rooms_relay_publish_failures", "Relay batches that failed (nothing marked; retried), by what was unavailable.",
+    ["reason"],
+)
+
+OUTBOX_LAG_NAME = "rooms_outbox_unpublished_events"
+OUTBOX_LAG_CAP = 100_000
+"""A scrape counts at most this many unpublished events, so it stays cheap however far the relay is behind."""
+OUTBOX_LAG_TIMEOUT_SECONDS = 1.0
+_COUNT_UNPUBLISHED = text(
+    "SELECT count(*) FROM (SELECT 1 FROM events WHERE published_at IS NULL LIMIT :cap) AS unpublished"
+).bindparams(cap=OUTBOX_LAG_CAP)
+
+
+def multiprocess_mode() -> bool:
+    """Return True when values live in PROMETHEUS_MULTIPROC_DIR, shared by every process that writes there."""
+    return bool(os.environ.get(MULTIPROC_DIR_VARIABLE))
+
+
+class RequestMetrics:
+    """Counts each answered request and observes its duration; label children are looked up once per label set."""
+
+    def __init__(self) -> None:
+        # prometheus_client's labels() validates and converts its arguments on every call (a few µs);
+        # the label sets are few (operations × methods × statuses), so their children are kept here.
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._histograms: dict[str, Histogram] = {}
+
+    def record(self, operation_id: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request and observe how long it took."""
+        if method not in KNOWN_METHODS:
+            method = "other"  # any token is a method to HTTP; the label's values must stay few
+        key = (operation_id, method, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = REQUESTS.labels(operation_id, method, str(status))
+        counter.inc()
+        histogram = self._histograms.get(operation_id)
+        if histogram is None:
+            histogram = self._histograms[operation_id] = LATENCY.labels(operation_id)
+        histogram.observe(seconds)
+
+
+REQUEST_METRICS = RequestMetrics()
+
+
+_pool_gauges: tuple[Gauge, Gauge] | None = None
+
+
+def pool_gauges() -> tuple[Gauge, Gauge]:
+    """Return the gauges of connections in use and of pool capacity, made on first use.
+
+    Made on first use, not at import: a gauge without labels writes its file in PROMETHEUS_MULTIPROC_DIR
+    when made, and the relay, which imports this module for its counters, has no pool to report.
+    """
+    global _pool_gauges
+    if _pool_gauges is None:
+        # livesum: the workers' values add up, and a dead worker's value leaves the sum (serve.py marks it dead).
+        _pool_gauges = (
+            Gauge("rooms_db_pool_connections_in_use", "Database connections checked out of the workers' pools.",
+                  multiprocess_mode="livesum"),
+            Gauge("rooms_db_pool_connections_max", "Connections the workers' pools may hold at once (size + overflow).",
+                  multiprocess_mode="livesum"),
+        )
+    return _pool_gauges
+
+
+class PoolGauges:
+    """Follows an engine's pool in the pool gauges: checkouts and checkins as they happen, its capacity once."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._in_use, self._max = pool_gauges()
+        pool = engine.pool
+        size = pool.size() if callable(getattr(pool, "size", None)) else 1
+        # QueuePool keeps its overflow limit private; SQLAlchemy documents it as the `max_overflow` argument.
+        self._capacity = size + max(getattr(pool, "_max_overflow", 0), 0)
+        self._max.inc(self._capacity)
+        event.listen(engine, "checkout", self._checked_out)
+        event.listen(engine, "checkin", self._checked_in)
+        self._closed = False
+
+    def _checked_out(self, *_args) -> None:
+        self._in_use.inc()
+
+    def _checked_in(self, *_args) -> None:
+        self._in_use.dec()
+
+    def close(self) -> None:
+        """Take this pool's capacity out of the gauge (once; connections still out are checked in as they return)."""
+        if not self._closed:
+            self._closed = True
+            self._max.dec(self._capacity)
+
+
+class OutboxLag:
+    """Counts unpublished outbox events for a scrape, in a thread of its own, with a bounded wait.
+
+    Its connection is its own (no pool, so no stale connection after a database restart) and is opened
+    with short timeouts: a scrape must answer when the database is slow or down, and the app's pool may
+    be exhausted exactly when the metrics matter. While one count is still running (a database that
+    hangs), a scrape does not start another: it reports NaN at once.
+    """
+
+    def __init__(self, database_url: str) -> None:
+        url = make_url(database_url)
+        if url.get_backend_name() == "postgresql":
+            # The scrape waits OUTBOX_LAG_TIMEOUT_SECONDS; a connection attempt may take longer in its own thread.
+            connect_args = {"connect_timeout": 5, "options": f"-c statement_timeout={int(OUTBOX_LAG_TIMEOUT_SECONDS * 1000)}"}
+        else:
+            connect_args = {"timeout": OUTBOX_LAG_TIMEOUT_SECONDS}
+        self._engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-lag")
+        self._running = threading.Lock()
+
+    def _count(self) -> float:
+        try:
+            with self._engine.connect() as connection:
+                return float(connection.execute(_COUNT_UNPUBLISHED).scalar_one())
+        except Exception:  # noqa: BLE001 - an unavailable database is an unknown lag, not a failed scrape
+            return math.nan
+
+    async def measure(self) -> float:
+        """Return the number of unpublished events (at most OUTBOX_LAG_CAP), or NaN if the database does not say in time."""
+        if not self._running.acquire(blocking=False):
+            return math.nan
+        try:
+            counting = self._executor.submit(self._count)
+        except RuntimeError:  # closed: the app is shutting down
+            self._running.release()
+            return math.nan
+        # Released when the count ends, also one that outlives this scrape's wait.
+        counting.add_done_callback(lambda _done: self._running.release())
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(counting), OUTBOX_LAG_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return math.nan
+
+    def close(self) -> None:
+        """Stop the counting thread (without waiting for a hung count) and drop the engine."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._engine.dispose()
+
+
+class _Measured:
+    """A collector of values measured just before the exposition is generated."""
+
+    def __init__(self) -> None:
+        self.lag = math.nan
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            OUTBOX_LAG_NAME,
+            f"Outbox events not yet published, counted at scrape time (up to {OUTBOX_LAG_CAP}); "
+            "NaN when the database did not answer in time.",
+            value=self.lag,
+        )
+
+
+class ServiceMetrics:
+    """One app's metrics: its pool followed, the outbox counted at scrape time, and the exposition of all of it."""
+
+    def __init__(self, engine: Engine, database_url: str) -> None:
+        self.pool = PoolGauges(engine)
+        self.outbox_lag = OutboxLag(database_url)
+        if multiprocess_mode():
+            self._registry = CollectorRegistry()
+            MultiProcessCollector(self._registry)  # reads every process's files at each scrape
+        else:
+            self._registry = REGISTRY
+        self._measured = _Measured()
+        self._measured_registry = CollectorRegistry()
+        self._measured_registry.register(self._measured)
+
+    async def exposition(self) -> bytes:
+        """Return every metric in Prometheus' text format, the outbox lag measured now."""
+        lag = await self.outbox_lag.measure()
+        # Nothing awaits between setting the value and generating it, so concurrent scrapes cannot mix.
+        self._measured.lag = lag
+        return generate_latest(self._registry) + generate_latest(self._measured_registry)
+
+    def close(self) -> None:
+        """Release the lag counter's thread and engine and take the pool's capacity out of the gauge."""
+        self.pool.close()
+        self.outbox_lag.close()
+
+
+class MetricsEndpoint:
+    """Answer `GET /metrics` (and HEAD) with the app's metrics, outside the API spec; other methods get 405."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != METRICS_PATH:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            problem = {"type": "about:blank", "title": "Method Not Allowed", "status": 405,
+                       "detail": f"{scope['method']} is not allowed on {METRICS_PATH}; use GET, HEAD."}
+            response = Response(orjson.dumps(problem), status_code=405, media_type="application/problem+json",
+                                headers={"Allow": "GET, HEAD"})
+        else:
+            response = Response(await self.metrics.exposition(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+        await response(scope, receive, send)
+
