@@ -41,7 +41,7 @@ def test_an_insane_client_id_is_replaced_by_a_generated_one(client):
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_without_a_client_id_each_answer_gets_a_new_one_also_outside_the_api(client):
     ids = [client.get(path).headers["x-request-id"] for path in ("/v1/health", "/v1/health", "/openapi.json", "/metrics", "/ui/")]
-    assert all(GENERATED.fullmatch(i) for i in ids)
+    assert all(GENERATED.fullmatch(i) and uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
     assert len(set(ids)) == len(ids)
 
 

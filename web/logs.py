@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import time
 from typing import Any
 
 import orjson
@@ -35,11 +35,33 @@ def _request_context_filter() -> RequestContextFilter:
     return RequestContextFilter()
 
 
+class _SecondsCache:
+    """The formatted second of the last record: an access line per request would format the same second again."""
+
+    def __init__(self, convert, pattern: str) -> None:
+        self._convert = convert
+        self._pattern = pattern
+        self._second = -1
+        self._text = ""
+
+    def text(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            # Handlers format under their lock, so one record at a time reaches this.
+            self._text = time.strftime(self._pattern, self._convert(second))
+            self._second = second
+        return self._text
+
+
 class TextFormatter(logging.Formatter):
     """The plain format, with `-` for a record logged outside any request."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+        self._seconds = _SecondsCache(time.localtime, "%Y-%m-%d %H:%M:%S")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        return f"{self._seconds.text(record.created)},{int(record.msecs):03d}"
 
     def format(self, record: logging.LogRecord) -> str:
         if getattr(record, "request_id", None) is None:
@@ -50,9 +72,13 @@ class TextFormatter(logging.Formatter):
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time (ISO 8601, UTC), level, logger, message, request_id, operation_id, and more."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._seconds = _SecondsCache(time.gmtime, "%Y-%m-%dT%H:%M:%S")
+
     def format(self, record: logging.LogRecord) -> str:
         document: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": f"{self._seconds.text(record.created)}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

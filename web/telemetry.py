@@ -110,11 +110,15 @@ def _log_access(scope: Scope, request_id: str, operation_id: str, status: int, s
     path = scope["path"]
     if not path.isprintable():
         path = path.encode("unicode_escape").decode("ascii")  # a newline in a path must not start a log line
-    access_logger.info(
-        "%s %s %s %.1f ms %s", scope["method"], path, status, milliseconds, operation_id,
-        extra={"request_id": request_id, "operation_id": operation_id, "method": scope["method"],
-               "path": path, "status": status, "duration_ms": milliseconds},
+    method = scope["method"]
+    # Built and handed over directly: Logger.info would also look up its caller's file and line in the
+    # stack, about a quarter of the line's cost, for fields no format here shows.
+    record = access_logger.makeRecord(
+        access_logger.name, logging.INFO, "", 0, "%s %s %s %.1f ms %s", (method, path, status, milliseconds, operation_id),
+        None, extra={"request_id": request_id, "operation_id": operation_id, "method": method, "path": path,
+                     "status": status, "duration_ms": milliseconds},
     )
+    access_logger.handle(record)
 
 
 def install_request_id_in_g(flask_app: Flask) -> None:
