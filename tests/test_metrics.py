@@ -175,3 +175,15 @@ def test_a_scrape_does_not_wait_for_a_database_that_hangs(settings):
             dispose_app(app)
     assert math.isnan(first.value("rooms_outbox_unpublished_events")) and first_took < 2.5
     assert math.isnan(second.value("rooms_outbox_unpublished_events")) and second_took < 0.5
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_scrape_that_fails_is_a_logged_500_problem(app, client, monkeypatch, caplog):
+    async def broken():
+        raise OSError("a metrics file vanished")
+
+    monkeypatch.setattr(app.metrics, "exposition", broken)
+    response = client.get("/metrics", headers={"X-Request-ID": "scrape-1"})
+    assert response.status_code == 500 and response.headers["content-type"] == "application/problem+json"
+    assert response.json()["request_id"] == "scrape-1" and "vanished" not in response.text
+    assert any(record.exc_info and "vanished" in str(record.exc_info[1]) for record in caplog.records)

@@ -10,6 +10,7 @@ first imported, so nothing that runs before serve.py has set the variable may im
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import threading
@@ -26,6 +27,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
 
 METRICS_PATH = "/metrics"
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -246,11 +249,18 @@ class MetricsEndpoint:
             await self.app(scope, receive, send)
             return
         if scope["method"] not in ("GET", "HEAD"):
-            problem = {"type": "about:blank", "title": "Method Not Allowed", "status": 405,
-                       "detail": f"{scope['method']} is not allowed on {METRICS_PATH}; use GET, HEAD."}
-            response = Response(orjson.dumps(problem), status_code=405, media_type="application/problem+json",
-                                headers={"Allow": "GET, HEAD"})
+            detail = f"{scope['method']} is not allowed on {METRICS_PATH}; use GET, HEAD."
+            response = _problem(405, "Method Not Allowed", detail, {"Allow": "GET, HEAD"})
         else:
-            response = Response(await self.metrics.exposition(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+            try:
+                response = Response(await self.metrics.exposition(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+            except Exception:  # in front of Connexion's error handling: answer as it would
+                logger.exception("Could not collect the metrics")
+                response = _problem(500, "Internal Server Error", "The metrics could not be collected.")
         await response(scope, receive, send)
+
+
+def _problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> Response:
+    document = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return Response(orjson.dumps(document), status_code=status, media_type="application/problem+json", headers=headers)
 

@@ -50,17 +50,18 @@ def routed_operation_id(extensions: dict) -> str | None:
     return spec_id
 
 
-_current: ContextVar[RequestInfo | None] = ContextVar("request_info", default=None)
+CURRENT_REQUEST: ContextVar[RequestInfo | None] = ContextVar("request_info", default=None)
+"""Set by web.telemetry for the time of each request; the bridge carries it into the handler thread."""
 
 
 def current_request() -> RequestInfo | None:
     """Return the request being served in this context (event loop task or handler thread), or None."""
-    return _current.get()
+    return CURRENT_REQUEST.get()
 
 
 def current_request_id() -> str | None:
     """Return the id of the request being served in this context, or None outside a request."""
-    info = _current.get()
+    info = CURRENT_REQUEST.get()
     return info.request_id if info is not None else None
 
 

@@ -10,7 +10,7 @@ from flask import Flask, g
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from web.metrics import REQUEST_METRICS, UNROUTED
-from web.request_ids import RequestInfo, _current, request_id_from, routed_operation_id
+from web.request_ids import CURRENT_REQUEST, RequestInfo, current_request_id, request_id_from, routed_operation_id
 
 access_logger = logging.getLogger("rooms.access")
 
@@ -48,7 +48,7 @@ class RequestTelemetry:
         extensions = scope.get("extensions")
         if extensions is None:
             extensions = scope["extensions"] = {}
-        token = _current.set(RequestInfo(request_id, extensions))
+        token = CURRENT_REQUEST.set(RequestInfo(request_id, extensions))
         status = 0
         held: Message | None = None
         chunks: list[bytes] = []
@@ -87,7 +87,7 @@ class RequestTelemetry:
             REQUEST_METRICS.record(operation_id, scope["method"], status, seconds)
             if self.access_log and access_logger.isEnabledFor(logging.INFO):
                 _log_access(scope, request_id, operation_id, status, seconds)
-            _current.reset(token)
+            CURRENT_REQUEST.reset(token)
 
 
 def _problem_with_request_id(start: Message, body: bytes, request_id: str) -> tuple[Message, bytes]:
@@ -126,5 +126,4 @@ def install_request_id_in_g(flask_app: Flask) -> None:
 
     @flask_app.before_request
     def remember_request_id() -> None:
-        info = _current.get()
-        g.request_id = info.request_id if info is not None else None
+        g.request_id = current_request_id()
