@@ -120,7 +120,7 @@ def rows_read_by_name() -> Iterator[None]:
 @contextlib.contextmanager
 def no_telemetry() -> Iterator[None]:
     """No request ids, request metrics, access log, /metrics or pool gauges: the RequestTelemetry and MetricsEndpoint
-    middleware, the pool's checkout/checkin listeners and the g.request_id hook removed (web/telemetry.py, web/metrics.py)."""
+    middleware, the pool gauges and the g.request_id hook removed (web/telemetry.py, web/metrics.py)."""
     import app as app_module
     import web.metrics
 
