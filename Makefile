@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEV_KEY := dev-key-change-me
+# run and relay share it, so the service's /metrics also reports the relay (README, Metrics)
+METRICS_DIR := $(CURDIR)/var/metrics
 
 .PHONY: run relay test clients bench soak migrate system-deps node-deps check-schemas release-schemas bench-avro clean
 
@@ -23,11 +25,11 @@ run: $(VENV)/.runtime
 	@if [ -z "$$APP_API_KEYS" ]; then \
 	  echo "APP_API_KEYS is not set: writes accept the local development key '$(DEV_KEY)' (header X-API-Key)."; \
 	fi
-	APP_API_KEYS="$${APP_API_KEYS:-$(DEV_KEY)}" $(BIN)/python serve.py
+	APP_API_KEYS="$${APP_API_KEYS:-$(DEV_KEY)}" PROMETHEUS_MULTIPROC_DIR="$${PROMETHEUS_MULTIPROC_DIR:-$(METRICS_DIR)}" $(BIN)/python serve.py
 
 ## relay: publish committed events to RabbitMQ (AMQP_URL, RELAY_EXCHANGE; see README)
 relay: $(VENV)/.runtime
-	$(BIN)/python relay.py
+	PROMETHEUS_MULTIPROC_DIR="$${PROMETHEUS_MULTIPROC_DIR:-$(METRICS_DIR)}" $(BIN)/python relay.py
 
 ## test: every test, on SQLite and on a throwaway PostgreSQL cluster
 test: $(VENV)/.dev system-deps node-deps

@@ -35,9 +35,11 @@ from web.avro_bodies import avro_body_validator
 from web.contract import SPEC_PATH, ContractRules, load_spec
 from web.flask_app import ServiceApp
 from web.injection import InjectingResolver
+from web.metrics import MetricsEndpoint, ServiceMetrics
 from web.middleware import AuthoredSpec, BodySizeLimit, ControlCharactersInPath, RootDocsAliases, SwaggerUIOnDocsPaths
 from web.problems import register_problem_handlers
 from web.security import api_key_security_map
+from web.telemetry import RequestTelemetry, install_request_id_in_g
 from web.transactions import install_transaction_boundary
 from web.validation import validator_map
 
@@ -65,12 +67,13 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     injector = build_injector(settings, contract, overrides=modules)
     # Handlers block on the database, so Flask runs in these threads, not on the event loop (they start on use).
     handler_threads = ThreadPoolExecutor(max_workers=settings.handler_threads, thread_name_prefix="handler")
+    metrics = ServiceMetrics(injector.get(Engine), settings.database_url)
 
     app = ServiceApp(
         __name__,
         handler_threads=handler_threads,
-        lifespan=_lifespan(injector, handler_threads),
-        middlewares=_middleware_stack(settings),
+        lifespan=_lifespan(injector, handler_threads, metrics),
+        middlewares=[*_observability_middleware(settings, metrics), *_middleware_stack(settings)],
         jsonifier=Jsonifier(_OrjsonModule),
         validator_map=validator_map(avro_body=avro_body_validator(contract.schemas, contract.rules)),
         security_map=api_key_security_map(settings.api_keys),
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     # After FlaskInjector: it wraps every annotated hook it finds for injection (a signature inspection
     # per call), and these need none. Its request-scope cleanup still runs after them.
     install_transaction_boundary(app.app, injector.get(DatabaseOutages))
+    install_request_id_in_g(app.app)
     app.add_api(
         spec,
         base_path=BASE_PATH,
@@ -92,6 +96,7 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     register_availability_handlers(app, injector.get(DatabaseOutages), settings.retry_after_seconds)
     _register_routes_now(app)
     app.injector = injector
+    app.metrics = metrics
     return app
 
 
@@ -108,7 +113,7 @@ def _register_routes_now(app: FlaskApp) -> None:
     middleware.app, middleware.middleware_stack = middleware._build_middleware_stack()
 
 
-def _lifespan(injector: Injector, handler_threads: ThreadPoolExecutor) -> Callable:
+def _lifespan(injector: Injector, handler_threads: ThreadPoolExecutor, metrics: ServiceMetrics) -> Callable:
     """Prepare the process when a server starts the app; release its threads and connections when it stops."""
 
     @asynccontextmanager
@@ -126,8 +131,23 @@ def _lifespan(injector: Injector, handler_threads: ThreadPoolExecutor) -> Callab
         gc.unfreeze()
         handler_threads.shutdown(wait=True)
         _close_databases(injector)
+        metrics.close()
 
     return lifespan
+
+
+def _observability_middleware(settings: Settings, metrics: ServiceMetrics) -> list:
+    """The middleware in front of Connexion's stack: request ids, request metrics and the access log; /metrics.
+
+    In front of ServerErrorMiddleware, so every answer is counted and carries the request id, including
+    Connexion's own problems (security, validation, routing, 500s). /metrics is served here rather than
+    from the spec: it is an operator's endpoint in Prometheus' text format, not part of the API clients
+    are generated from, and it answers from the event loop even while every handler thread is busy.
+    """
+    return [
+        partial(RequestTelemetry, access_log=settings.access_log),
+        partial(MetricsEndpoint, metrics=metrics),
+    ]
 
 
 def _middleware_stack(settings: Settings) -> list:
@@ -165,6 +185,7 @@ def dispose_app(app: ServiceApp) -> None:
     app.injector.get(Stopping).set()
     app.handler_threads.shutdown(wait=True)
     _close_databases(app.injector)
+    app.metrics.close()
 
 
 def _close_databases(injector: Injector) -> None:

@@ -1,15 +1,19 @@
 """The outbox relay: publishes committed events to a RabbitMQ topic exchange, in order, at least once.
 
 Run with `make relay` (or `python relay.py`); configure with DATABASE_URL/APP_DB_*, AMQP_URL and
-RELAY_EXCHANGE. Several relays may run against one database: one publishes at a time.
+RELAY_EXCHANGE. Several relays may run against one database: one publishes at a time. With the service's
+PROMETHEUS_MULTIPROC_DIR, its counters appear in the service's /metrics (README, Metrics).
 """
 
 from __future__ import annotations
 
 import logging
+import logging.config
+import os
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Sequence
 
 import pika
@@ -22,6 +26,8 @@ from providers.database import make_engine
 from providers.events import EVENT_SCHEMA, Event
 from providers.sql_events import claim_unpublished, mark_published
 from settings import ConfigurationError, Settings
+from web.logs import logging_config
+from web.metrics import MULTIPROC_DIR_VARIABLE, RELAY_FAILURES, RELAY_PUBLISHED
 
 logger = logging.getLogger("relay")
 
@@ -88,16 +94,27 @@ class AmqpPublisher:
 
 def publish_pending(engine: Engine, publisher: AmqpPublisher, batch_size: int) -> int:
     """Publish one batch of unpublished events and mark them; return how many went out (0 if none or not our turn)."""
+    try:
+        events = _publish_batch(engine, publisher, batch_size)
+    except Exception as error:
+        RELAY_FAILURES.labels(failure_reason(error)).inc()
+        raise
+    for event_type, count in Counter(event.type for event in events).items():
+        RELAY_PUBLISHED.labels(event_type).inc(count)
+    return len(events)
+
+
+def _publish_batch(engine: Engine, publisher: AmqpPublisher, batch_size: int) -> list[Event]:
     with engine.connect() as connection:
         events = claim_unpublished(connection, batch_size)
         if not events:
             connection.rollback()
-            return 0
+            return []
         publisher.publish(events)
         # Marked only after every confirm: a crash before this commit re-publishes (a duplicate), never loses.
         mark_published(connection, [event.position for event in events])
         connection.commit()
-        return len(events)
+        return events
 
 
 class Relay:
@@ -134,10 +151,20 @@ class Relay:
             logger.info("Relay stopped after publishing %d events", self.published)
 
 
-def _log_failure(error: Exception, backoff: float) -> None:
+def failure_reason(error: BaseException) -> str:
+    """Name what a failed batch found unavailable: `broker`, `database`, or `other`."""
     if isinstance(error, (pika.exceptions.AMQPError, OSError)):
+        return "broker"
+    if isinstance(error, SQLAlchemyError):
+        return "database"
+    return "other"
+
+
+def _log_failure(error: Exception, backoff: float) -> None:
+    reason = failure_reason(error)
+    if reason == "broker":
         logger.warning("Broker unavailable (%s); retrying in %.1f s", error or type(error).__name__, backoff)
-    elif isinstance(error, SQLAlchemyError):
+    elif reason == "database":
         logger.warning("Database unavailable (%s); retrying in %.1f s", error, backoff)
     else:
         logger.error("Unexpected failure while relaying; retrying in %.1f s", backoff, exc_info=error)
@@ -152,6 +179,10 @@ def main() -> int:
     except ConfigurationError as error:
         logger.error("%s", error)
         return 2
+    logging.config.dictConfig(logging_config(settings.log_format))
+    if os.environ.get(MULTIPROC_DIR_VARIABLE):
+        # The counters' files go there (the first is created with the first event counted).
+        os.makedirs(os.environ[MULTIPROC_DIR_VARIABLE], exist_ok=True)
     relay = Relay(settings)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: relay.stopping.set())

@@ -39,6 +39,9 @@ class Settings:
     ready_timeout_seconds: int = 2
     db_connect_timeout_seconds: int = 5
     graceful_shutdown_seconds: int = 20
+    # Observability (web/logs.py, web/telemetry.py)
+    log_format: str = "text"
+    access_log: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -66,6 +69,8 @@ class Settings:
             graceful_shutdown_seconds=_int(
                 environ, "APP_GRACEFUL_SHUTDOWN_SECONDS", cls.graceful_shutdown_seconds, minimum=1
             ),
+            log_format=_choice(environ, "APP_LOG_FORMAT", cls.log_format, ("text", "json")),
+            access_log=_bool(environ, "APP_ACCESS_LOG", cls.access_log),
         )
 
 
@@ -106,3 +111,12 @@ def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
     if raw.lower() in {"0", "false", "no", "off"}:
         return False
     raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw.lower()

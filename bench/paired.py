@@ -21,8 +21,10 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -115,6 +117,28 @@ def rows_read_by_name() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def no_telemetry() -> Iterator[None]:
+    """No request ids, request metrics, access log, /metrics or pool gauges: the RequestTelemetry and MetricsEndpoint
+    middleware, the pool gauges and the g.request_id hook removed (web/telemetry.py, web/metrics.py)."""
+    import app as app_module
+    import web.metrics
+
+    class NoPoolGauges:
+        def __init__(self, _engine) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    with (
+        _replaced(app_module, "_observability_middleware", lambda _settings, _metrics: []),
+        _replaced(web.metrics, "PoolGauges", NoPoolGauges),
+        _replaced(app_module, "install_request_id_in_g", lambda _flask_app: None),
+    ):
+        yield
+
+
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "a2wsgi_bridge": a2wsgi_bridge,
     "decorated_per_request": decorated_per_request,
@@ -122,6 +146,7 @@ VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "no_validation_precheck": no_validation_precheck,
     "stdlib_json_columns": stdlib_json_columns,
     "rows_read_by_name": rows_read_by_name,
+    "no_telemetry": no_telemetry,
 }
 
 
@@ -203,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default="get_room,get_room_avro,search_city,create_room")
     parser.add_argument("--pairs", type=int, default=30, help="pairs of blocks per scenario")
     parser.add_argument("--block", type=int, default=100, help="requests per block")
+    parser.add_argument("--log-format", choices=["none", "text", "json"], default="none",
+                        help="configure logging as serve.py does (to /dev/null), so INFO records such as the access log are written")
     options = parser.parse_args(argv)
 
     from bench.run import CITIES, seed_database
@@ -210,12 +237,22 @@ def main(argv: list[str] | None = None) -> int:
     from tests.postgres import ThrowawayPostgres
 
     postgres = ThrowawayPostgres()
+    metrics_dir = None
     try:
         url = postgres.start()
         migrate(url)
         ids = seed_database(url, rooms=2_000, items=100, seed=6)
         cities = [city[0].replace(" ", "%20") for city in CITIES]
         os.environ.update(DATABASE_URL=url, APP_API_KEYS=API_KEY, APP_DB_CONNECTIONS="10")
+        # As serve.py runs it: metric values in per-process files (set before prometheus_client is imported).
+        metrics_dir = tempfile.mkdtemp(prefix="paired-metrics-")
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
+        if options.log_format != "none":  # after the migrations, which apply alembic.ini's logging
+            import logging.config
+
+            from web.logs import logging_config
+
+            logging.config.dictConfig(logging_config(options.log_format, stream=open(os.devnull, "w")))
         import app
 
         as_is = app.create_app()
@@ -250,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"(quartiles {low:.3f}–{high:.3f})", flush=True)
     finally:
         postgres.stop()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

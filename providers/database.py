@@ -101,11 +101,17 @@ def migration_heads() -> frozenset[str]:
     return frozenset(ScriptDirectory.from_config(alembic_config("")).get_heads())
 
 
-def migrate(database_url: str, revision: str = "head") -> None:
-    """Apply the migrations up to `revision` (creating the SQLite file's folder if needed)."""
+def migrate(database_url: str, revision: str = "head", *, configure_logging: bool = True) -> None:
+    """Apply the migrations up to `revision` (creating the SQLite file's folder if needed).
+
+    With `configure_logging=False` alembic.ini's logging sections are not applied, so a caller that
+    configured logging itself (serve.py, for APP_LOG_FORMAT) keeps its format and levels.
+    """
     from alembic import command
 
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(database_url), revision)
+    config = alembic_config(database_url)
+    config.attributes["skip_logging_config"] = not configure_logging
+    command.upgrade(config, revision)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import signal
 import threading
@@ -220,11 +221,12 @@ def test_serve_py_logs_the_outage_once_and_its_end_without_a_trace(own_postgres,
         assert server.process.wait(timeout=30) == 0
         output = server.output()
     assert "Traceback" not in output, output
-    outage = [line for line in output.splitlines() if " providers.availability: " in line]
+    # The text format: time, level, logger, [request id], message (web/logs.py).
+    outage = [line for line in output.splitlines() if " providers.availability [" in line]
     assert len(outage) == 2, output
-    assert " WARNING providers.availability: Database unavailable: " in outage[0]
+    assert re.search(r" WARNING providers\.availability \[[0-9a-f-]+\] Database unavailable: ", outage[0]), outage[0]
     assert outage[0].endswith("Answering 503 until it is back.")
-    assert " INFO providers.availability: Database reachable again after " in outage[1]
+    assert re.search(r" INFO providers\.availability \[[0-9a-f-]+\] Database reachable again after ", outage[1]), outage[1]
     assert outage[1].endswith("4 request(s) were answered 503.")
 
 
