@@ -12,19 +12,23 @@ from sqlalchemy import Engine
 from contract.avro import AvroSchemas
 from providers.database import make_engine
 from providers.events import EventFeed, Outbox
+from providers.idempotency import IdempotencyStore
 from providers.items import ItemsProvider
 from providers.memory_events import InMemoryEvents
+from providers.memory_idempotency import InMemoryIdempotencyStore
 from providers.memory_items import InMemoryItemsProvider
 from providers.memory_questions import InMemoryQuestionsProvider
 from providers.memory_rooms import InMemoryRoomsProvider
 from providers.questions import QuestionsProvider
 from providers.rooms import RoomsProvider
 from providers.sql_events import SqlEventFeed, SqlOutbox
+from providers.sql_idempotency import SqlIdempotencyStore
 from providers.sql_items import SqlItemsProvider
 from providers.sql_questions import SqlQuestionsProvider
 from providers.sql_rooms import SqlRoomsProvider
 from settings import Settings
 from web.contract import ContractRules
+from web.idempotency import IdempotentCreates
 from web.injection import Factory
 from web.representation import Representer
 from web.transactions import RequestTransaction, begin_request_transaction
@@ -85,6 +89,8 @@ class SqlProvidersModule(Module):
         binder.bind(RoomsProvider, to=on_transaction(SqlRoomsProvider), scope=request)
         binder.bind(ItemsProvider, to=on_transaction(SqlItemsProvider), scope=request)
         binder.bind(QuestionsProvider, to=on_transaction(SqlQuestionsProvider), scope=request)
+        idempotency_store = Factory(lambda injector: SqlIdempotencyStore(injector.get(RequestTransaction).connection))
+        binder.bind(IdempotencyStore, to=idempotency_store, scope=request)
 
     @singleton
     @provider
@@ -100,6 +106,7 @@ class InMemoryProvidersModule(Module):
         self.rooms = InMemoryRoomsProvider(self.events)
         self.items = InMemoryItemsProvider(self.events)
         self.questions = InMemoryQuestionsProvider(self.events)
+        self.idempotency = InMemoryIdempotencyStore()
 
     def configure(self, binder: Binder) -> None:
         binder.bind(Outbox, to=self.events)
@@ -107,8 +114,19 @@ class InMemoryProvidersModule(Module):
         binder.bind(RoomsProvider, to=self.rooms)
         binder.bind(ItemsProvider, to=self.items)
         binder.bind(QuestionsProvider, to=self.questions)
+        binder.bind(IdempotencyStore, to=self.idempotency)
+
+
+class IdempotencyModule(Module):
+    """Idempotent creates: one guard per process, which asks for the request's key store only when a key is sent."""
+
+    @singleton
+    @provider
+    def idempotent_creates(self, injector: Injector, settings: Settings, schemas: AvroSchemas) -> IdempotentCreates:
+        return IdempotentCreates(lambda: injector.get(IdempotencyStore), schemas, settings.idempotency_ttl_seconds)
 
 
 def build_injector(settings: Settings, contract: Contract, overrides: Iterable[Module] = ()) -> Injector:
     """Return the injector for one app; modules in `overrides` replace earlier bindings."""
-    return Injector([ConfigModule(settings, contract), DatabaseModule(), SqlProvidersModule(), *overrides])
+    return Injector([ConfigModule(settings, contract), DatabaseModule(), SqlProvidersModule(), IdempotencyModule(),
+                     *overrides])

@@ -34,6 +34,7 @@ class Settings:
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
     relay_exchange: str = "rooms.events"
     relay_batch_size: int = 100
+    idempotency_ttl_seconds: int = 24 * 60 * 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -53,6 +54,7 @@ class Settings:
             amqp_url=environ.get("AMQP_URL") or cls.amqp_url,
             relay_exchange=environ.get("RELAY_EXCHANGE") or cls.relay_exchange,
             relay_batch_size=_int(environ, "RELAY_BATCH_SIZE", cls.relay_batch_size, minimum=1),
+            idempotency_ttl_seconds=_int(environ, "APP_IDEMPOTENCY_TTL_SECONDS", cls.idempotency_ttl_seconds, minimum=1),
         )
 
 
