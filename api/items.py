@@ -38,9 +38,9 @@ def create_item(body: dict[str, Any], items: Inject[ItemsProvider], represent: I
 
 
 def get_item(item_id: int, items: Inject[ItemsProvider], represent: Inject[Representer]):
-    """Return one item."""
+    """Return one item, or 304 when If-None-Match names its current ETag."""
     stored = items.get(item_id)
-    return represent.one("Item", stored.item, 200, {"ETag": entity_tag(stored.version)})
+    return represent.read("Item", stored.item, entity_tag(stored.version))
 
 
 def replace_item(item_id: int, body: dict[str, Any], items: Inject[ItemsProvider], represent: Inject[Representer]):

@@ -60,9 +60,9 @@ def create_room(body: dict[str, Any], rooms: Inject[RoomsProvider], represent: I
 
 
 def get_room(room_id: str, rooms: Inject[RoomsProvider], represent: Inject[Representer]):
-    """Return one room."""
+    """Return one room, or 304 when If-None-Match names its current ETag."""
     stored = rooms.get(room_id)
-    return represent.one("Room", stored.room, 200, {"ETag": entity_tag(stored.version)})
+    return represent.read("Room", stored.room, entity_tag(stored.version))
 
 
 def update_room(
