@@ -165,6 +165,21 @@ def test_a_failed_create_keeps_no_answer_so_a_corrected_retry_succeeds(client, a
     assert count(engine, "rooms") == 2 and stored_keys(engine) == ["fix-me"]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_with_in_memory_providers_too_a_failed_create_leaves_its_key_free(settings, auth):
+    fakes = InMemoryProvidersModule()
+    app = create_app(settings, modules=[fakes])
+    try:
+        client = EntityCheckingClient(app)
+        client.post("/v1/questions", json={"question_code": "1", "category": "c", "message": "m"}, headers=auth)
+        taken = {"question_code": "1", "category": "c", "message": "again"}
+        assert_problem(client.post("/v1/questions", json=taken, headers=keyed(auth, "fix-me")), 409)
+        corrected = client.post("/v1/questions", json=taken | {"question_code": "2"}, headers=keyed(auth, "fix-me"))
+    finally:
+        dispose_app(app)
+    assert corrected.status_code == 201 and "Idempotent-Replayed" not in corrected.headers
+
+
 def test_a_malformed_key_is_a_400_problem_naming_the_header(client, auth, engine):
     for key in ("has space", "x" * 256, '"unbalanced', "comma,separated", '""'):
         problem = assert_problem(client.post("/v1/items", json={"name": "Lamp"}, headers=keyed(auth, key)), 400)
