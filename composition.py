@@ -120,13 +120,19 @@ class InMemoryProvidersModule(Module):
 class IdempotencyModule(Module):
     """Idempotent creates: one guard per process, which asks for the request's key store only when a key is sent."""
 
-    @singleton
-    @provider
-    def idempotent_creates(self, injector: Injector, settings: Settings, schemas: AvroSchemas) -> IdempotentCreates:
-        return IdempotentCreates(lambda: injector.get(IdempotencyStore), schemas, settings.idempotency_ttl_seconds)
+    def __init__(self, settings: Settings, schemas: AvroSchemas) -> None:
+        self._settings = settings
+        self._schemas = schemas
+
+    def configure(self, binder: Binder) -> None:
+        # Built here, once, and bound as an instance: every create asks for it, and an instance binding's
+        # look-up skips the singleton scope's cache and its second acquisition of injector's lock.
+        injector = binder.injector
+        guard = IdempotentCreates(lambda: injector.get(IdempotencyStore), self._schemas, self._settings.idempotency_ttl_seconds)
+        binder.bind(IdempotentCreates, to=guard)
 
 
 def build_injector(settings: Settings, contract: Contract, overrides: Iterable[Module] = ()) -> Injector:
     """Return the injector for one app; modules in `overrides` replace earlier bindings."""
-    return Injector([ConfigModule(settings, contract), DatabaseModule(), SqlProvidersModule(), IdempotencyModule(),
-                     *overrides])
+    return Injector([ConfigModule(settings, contract), DatabaseModule(), SqlProvidersModule(),
+                     IdempotencyModule(settings, contract.schemas), *overrides])
