@@ -30,7 +30,7 @@ from composition import Contract, build_injector
 from contract.avro import AvroSchemas
 from settings import Settings
 from web.avro_bodies import avro_body_validator
-from web.contract import SPEC_PATH, ContractRules, load_spec
+from web.contract import SPEC_PATH, ContractRules, load_spec, with_path_parameters_in_operations
 from web.flask_app import ServiceApp
 from web.injection import InjectingResolver
 from web.middleware import AuthoredSpec, BodySizeLimit, ControlCharactersInPath, RootDocsAliases, SwaggerUIOnDocsPaths
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     # per call), and these need none. Its request-scope cleanup still runs after them.
     install_transaction_boundary(app.app)
     app.add_api(
-        spec,
+        with_path_parameters_in_operations(spec),
         base_path=BASE_PATH,
         resolver=InjectingResolver(injector),
         strict_validation=True,
