@@ -32,7 +32,7 @@ from providers.availability import DatabaseOutages, Readiness, Stopping
 from settings import Settings
 from web.availability import register_availability_handlers, stopping_on_signals
 from web.avro_bodies import avro_body_validator
-from web.contract import SPEC_PATH, ContractRules, load_spec
+from web.contract import SPEC_PATH, ContractRules, load_spec, with_path_parameters_in_operations
 from web.flask_app import ServiceApp
 from web.injection import InjectingResolver
 from web.metrics import MetricsEndpoint, ServiceMetrics
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     install_transaction_boundary(app.app, injector.get(DatabaseOutages))
     install_request_id_in_g(app.app)
     app.add_api(
-        spec,
+        with_path_parameters_in_operations(spec),
         base_path=BASE_PATH,
         resolver=InjectingResolver(injector),
         strict_validation=True,

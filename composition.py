@@ -13,19 +13,23 @@ from contract.avro import AvroSchemas
 from providers.availability import DatabaseOutages, Readiness, Stopping
 from providers.database import make_engine, migration_heads
 from providers.events import EventFeed, Outbox
+from providers.idempotency import IdempotencyStore
 from providers.items import ItemsProvider
 from providers.memory_events import InMemoryEvents
+from providers.memory_idempotency import InMemoryIdempotencyStore
 from providers.memory_items import InMemoryItemsProvider
 from providers.memory_questions import InMemoryQuestionsProvider
 from providers.memory_rooms import InMemoryRoomsProvider
 from providers.questions import QuestionsProvider
 from providers.rooms import RoomsProvider
 from providers.sql_events import SqlEventFeed, SqlOutbox
+from providers.sql_idempotency import SqlIdempotencyStore
 from providers.sql_items import SqlItemsProvider
 from providers.sql_questions import SqlQuestionsProvider
 from providers.sql_rooms import SqlRoomsProvider
 from settings import Settings
 from web.contract import ContractRules
+from web.idempotency import IdempotentCreates
 from web.injection import Factory
 from web.representation import Representer
 from web.transactions import RequestTransaction, begin_request_transaction
@@ -88,6 +92,8 @@ class SqlProvidersModule(Module):
         binder.bind(RoomsProvider, to=on_transaction(SqlRoomsProvider), scope=request)
         binder.bind(ItemsProvider, to=on_transaction(SqlItemsProvider), scope=request)
         binder.bind(QuestionsProvider, to=on_transaction(SqlQuestionsProvider), scope=request)
+        idempotency_store = Factory(lambda injector: SqlIdempotencyStore(injector.get(RequestTransaction).connection))
+        binder.bind(IdempotencyStore, to=idempotency_store, scope=request)
 
     @singleton
     @provider
@@ -122,6 +128,7 @@ class InMemoryProvidersModule(Module):
         self.rooms = InMemoryRoomsProvider(self.events)
         self.items = InMemoryItemsProvider(self.events)
         self.questions = InMemoryQuestionsProvider(self.events)
+        self.idempotency = InMemoryIdempotencyStore()
 
     def configure(self, binder: Binder) -> None:
         binder.bind(Outbox, to=self.events)
@@ -129,11 +136,27 @@ class InMemoryProvidersModule(Module):
         binder.bind(RoomsProvider, to=self.rooms)
         binder.bind(ItemsProvider, to=self.items)
         binder.bind(QuestionsProvider, to=self.questions)
+        binder.bind(IdempotencyStore, to=self.idempotency)
+
+
+class IdempotencyModule(Module):
+    """Idempotent creates: one guard per process, which asks for the request's key store only when a key is sent."""
+
+    def __init__(self, settings: Settings, schemas: AvroSchemas) -> None:
+        self._settings = settings
+        self._schemas = schemas
+
+    def configure(self, binder: Binder) -> None:
+        # Built here, once, and bound as an instance: every create asks for it, and an instance binding's
+        # look-up skips the singleton scope's cache and its second acquisition of injector's lock.
+        injector = binder.injector
+        guard = IdempotentCreates(lambda: injector.get(IdempotencyStore), self._schemas, self._settings.idempotency_ttl_seconds)
+        binder.bind(IdempotentCreates, to=guard)
 
 
 def build_injector(settings: Settings, contract: Contract, overrides: Iterable[Module] = ()) -> Injector:
     """Return the injector for one app; modules in `overrides` replace earlier bindings."""
     return Injector([
         ConfigModule(settings, contract), DatabaseModule(), SqlProvidersModule(),
-        AvailabilityModule(contract.migration_heads), *overrides,
+        AvailabilityModule(contract.migration_heads), IdempotencyModule(settings, contract.schemas), *overrides,
     ])

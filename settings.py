@@ -42,6 +42,7 @@ class Settings:
     # Observability (web/logs.py, web/telemetry.py)
     log_format: str = "text"
     access_log: bool = True
+    idempotency_ttl_seconds: int = 24 * 60 * 60
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -71,6 +72,7 @@ class Settings:
             ),
             log_format=_choice(environ, "APP_LOG_FORMAT", cls.log_format, ("text", "json")),
             access_log=_bool(environ, "APP_ACCESS_LOG", cls.access_log),
+            idempotency_ttl_seconds=_int(environ, "APP_IDEMPOTENCY_TTL_SECONDS", cls.idempotency_ttl_seconds, minimum=1),
         )
 
 

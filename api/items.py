@@ -9,6 +9,7 @@ from injector import Inject
 
 from providers.items import ItemQuery, ItemsProvider, decode_item_cursor
 from web.http import entity_tag, page_links, require_match
+from web.idempotency import IdempotentCreates
 from web.representation import Representer
 
 
@@ -24,17 +25,22 @@ def search_items(
     return represent.many("Item", page.items, page.next_cursor, page_links(page.next_cursor))
 
 
-def create_item(body: dict[str, Any], items: Inject[ItemsProvider], represent: Inject[Representer]):
-    """Store a new item."""
-    stored = items.create(body)
-    location = f"{request.url.path.rstrip('/')}/{stored.item['id']}"
-    return represent.one("Item", stored.item, 201, {"Location": location, "ETag": entity_tag(stored.version)})
+def create_item(body: dict[str, Any], items: Inject[ItemsProvider], represent: Inject[Representer],
+                once: Inject[IdempotentCreates]):
+    """Store a new item; a retry with the same Idempotency-Key gets the first answer again."""
+
+    def create():
+        stored = items.create(body)
+        location = f"{request.url.path.rstrip('/')}/{stored.item['id']}"
+        return represent.one("Item", stored.item, 201, {"Location": location, "ETag": entity_tag(stored.version)})
+
+    return once.run("create_item", "roomservice.NewItem", body, create)
 
 
 def get_item(item_id: int, items: Inject[ItemsProvider], represent: Inject[Representer]):
-    """Return one item."""
+    """Return one item, or 304 when If-None-Match names its current ETag."""
     stored = items.get(item_id)
-    return represent.one("Item", stored.item, 200, {"ETag": entity_tag(stored.version)})
+    return represent.read("Item", stored.item, entity_tag(stored.version))
 
 
 def replace_item(item_id: int, body: dict[str, Any], items: Inject[ItemsProvider], represent: Inject[Representer]):

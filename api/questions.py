@@ -9,6 +9,7 @@ from injector import Inject
 
 from providers.questions import QuestionQuery, QuestionsProvider, decode_question_cursor
 from web.http import page_links
+from web.idempotency import IdempotentCreates
 from web.representation import Representer
 
 
@@ -25,11 +26,16 @@ def search_questions(
     return represent.many("Question", page.items, page.next_cursor, page_links(page.next_cursor))
 
 
-def create_question(body: dict[str, Any], questions: Inject[QuestionsProvider], represent: Inject[Representer]):
-    """Store a new question under its client-chosen code."""
-    question = questions.create(body)
-    location = f"{request.url.path.rstrip('/')}/{question['question_code']}"
-    return represent.one("Question", question, 201, {"Location": location})
+def create_question(body: dict[str, Any], questions: Inject[QuestionsProvider], represent: Inject[Representer],
+                    once: Inject[IdempotentCreates]):
+    """Store a new question under its client-chosen code; a keyed retry gets the first answer again."""
+
+    def create():
+        question = questions.create(body)
+        location = f"{request.url.path.rstrip('/')}/{question['question_code']}"
+        return represent.one("Question", question, 201, {"Location": location})
+
+    return once.run("create_question", "roomservice.NewQuestion", body, create)
 
 
 def get_question(question_code: str, questions: Inject[QuestionsProvider], represent: Inject[Representer]):

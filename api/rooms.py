@@ -11,6 +11,7 @@ from providers.errors import FieldError, InvalidInput
 from providers.rooms import Cursor, GeoCircle, RoomQuery, RoomsProvider, writable_fields
 from web.contract import ContractRules
 from web.http import entity_tag, merge_patch, page_links, require_match
+from web.idempotency import IdempotentCreates
 from web.representation import Representer
 
 
@@ -46,17 +47,22 @@ def search_rooms(
     return represent.many("Room", page.items, page.next_cursor, page_links(page.next_cursor))
 
 
-def create_room(body: dict[str, Any], rooms: Inject[RoomsProvider], represent: Inject[Representer]):
-    """Store a new room."""
-    stored = rooms.create(body)
-    location = f"{request.url.path.rstrip('/')}/{stored.room['id']}"
-    return represent.one("Room", stored.room, 201, {"Location": location, "ETag": entity_tag(stored.version)})
+def create_room(body: dict[str, Any], rooms: Inject[RoomsProvider], represent: Inject[Representer],
+                once: Inject[IdempotentCreates]):
+    """Store a new room; a retry with the same Idempotency-Key gets the first answer again."""
+
+    def create():
+        stored = rooms.create(body)
+        location = f"{request.url.path.rstrip('/')}/{stored.room['id']}"
+        return represent.one("Room", stored.room, 201, {"Location": location, "ETag": entity_tag(stored.version)})
+
+    return once.run("create_room", "roomservice.NewRoom", body, create)
 
 
 def get_room(room_id: str, rooms: Inject[RoomsProvider], represent: Inject[Representer]):
-    """Return one room."""
+    """Return one room, or 304 when If-None-Match names its current ETag."""
     stored = rooms.get(room_id)
-    return represent.one("Room", stored.room, 200, {"ETag": entity_tag(stored.version)})
+    return represent.read("Room", stored.room, entity_tag(stored.version))
 
 
 def update_room(

@@ -6,7 +6,7 @@ from injector import Inject
 
 from contract.avro import AvroSchemas
 from providers.errors import NotFound
-from web.http import json_response
+from web.http import json_response, not_modified
 
 
 def list_schemas(schemas: Inject[AvroSchemas]):
@@ -16,8 +16,10 @@ def list_schemas(schemas: Inject[AvroSchemas]):
 
 
 def get_schema(name: str, schemas: Inject[AvroSchemas]):
-    """Return one schema document, with its fingerprint as ETag."""
+    """Return one schema document with its fingerprint as ETag, or 304 when If-None-Match names it."""
     if name not in schemas:
         raise NotFound(f"There is no schema named {name}; GET /v1/schemas lists them.")
     schema = schemas.get(name)
-    return json_response(schema.document, 200, {"ETag": f'"{schema.fingerprint}"'})
+    etag = f'"{schema.fingerprint}"'
+    unchanged = not_modified(etag)
+    return unchanged if unchanged is not None else json_response(schema.document, 200, {"ETag": etag})

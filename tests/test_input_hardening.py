@@ -59,3 +59,17 @@ def test_a_trailing_newline_does_not_satisfy_a_pattern(client, auth):
 @pytest.mark.parametrize("url", ["https://exa\x1cmple.com/x", "https://example.com/a\x85b", "https://example.com/\x7f"])
 def test_urls_with_control_characters_are_refused(client, auth, url):
     assert_problem(client.post("/v1/rooms", json=new_room(url=url), headers=auth), 400)
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [("GET", "/v1/rooms/not-a-uuid"), ("PATCH", "/v1/rooms/not-a-uuid"), ("DELETE", "/v1/rooms/not-a-uuid"),
+     ("GET", "/v1/items/0"), ("PUT", "/v1/items/0"), ("DELETE", "/v1/items/0"), ("GET", "/v1/questions/x")],
+)
+def test_a_malformed_path_parameter_is_reported_once(client, auth, method, path):
+    # Operations with header parameters of their own (If-Match, If-None-Match) once listed it five times.
+    headers = {**auth, "Content-Type": "application/merge-patch+json" if method == "PATCH" else "application/json"}
+    body = b'{"name": "x"}' if method in ("PUT", "PATCH") else None
+    problem = assert_problem(client.request(method, path, content=body, headers=headers), 400)
+    assert len(problem["errors"]) == 1, problem["errors"]
+    assert problem["errors"][0]["path"].startswith("path.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -11,13 +12,16 @@ import sqlalchemy as sa
 from contract.avro import AvroSchemas
 from providers.database import make_engine
 from providers.errors import Conflict, InvalidInput, NotFound
+from providers.idempotency import CLAIMED, Claim, IdempotencyStore, KeyScope, Outcome, StoredResponse
 from providers.items import ItemQuery, StoredItem, decode_item_cursor
+from providers.memory_idempotency import InMemoryIdempotencyStore
 from providers.memory_items import InMemoryItemsProvider
 from providers.memory_questions import InMemoryQuestionsProvider
 from providers.memory_rooms import InMemoryRoomsProvider
 from providers.questions import QuestionQuery
 from providers.rooms import Cursor, GeoCircle, RoomQuery, RoomsProvider
 from providers.sql_events import SqlOutbox
+from providers.sql_idempotency import SqlIdempotencyStore
 from providers.sql_items import SqlItemsProvider
 from providers.sql_questions import SqlQuestionsProvider
 from providers.sql_rooms import SqlRoomsProvider
@@ -178,3 +182,67 @@ def test_questions_providers_agree(connection_or_none):
     questions.delete("20")
     with pytest.raises(NotFound):
         questions.get("20")
+
+
+# --- idempotency keys ---------------------------------------------------------------------------
+
+T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+# Bytes that are not UTF-8 (an Avro container starts like this), so the body must round-trip as bytes.
+ANSWER = StoredResponse(201, (("Content-Type", "application/avro"), ("Location", "/v1/items/1")), b"Obj\x01\x00\xff\n")
+OTHER_ANSWER = StoredResponse(201, (("Content-Type", "application/json"), ("ETag", '"1"')), b'{"id": 2}\n')
+
+
+@pytest.fixture
+def keys(connection_or_none: sa.Connection | None) -> IdempotencyStore:
+    """An idempotency store of each kind; SQL ones work inside one transaction, as a request would."""
+    return InMemoryIdempotencyStore() if connection_or_none is None else SqlIdempotencyStore(on(connection_or_none))
+
+
+def test_a_completed_key_replays_its_answer_to_the_same_fingerprint_only(keys):
+    scope = KeyScope("key:a", "create_item", "k1")
+    assert keys.claim(scope, "f1", T0, T0 + HOUR) == CLAIMED
+    assert keys.claim(scope, "f1", T0, T0 + HOUR).outcome is Outcome.IN_PROGRESS
+    keys.complete(scope, ANSWER)
+    assert keys.claim(scope, "f1", T0 + HOUR / 2, T0 + HOUR * 1.5) == Claim(Outcome.REPLAY, ANSWER)
+    assert keys.claim(scope, "f2", T0 + HOUR / 2, T0 + HOUR * 1.5).outcome is Outcome.MISMATCH
+
+
+def test_keys_of_other_principals_and_operations_are_independent(keys):
+    mine = KeyScope("key:a", "create_item", "k1")
+    keys.claim(mine, "f1", T0, T0 + HOUR)
+    keys.complete(mine, ANSWER)
+    for scope in (KeyScope("key:b", "create_item", "k1"), KeyScope("key:a", "create_room", "k1")):
+        assert keys.claim(scope, "f2", T0, T0 + HOUR) == CLAIMED
+        keys.complete(scope, OTHER_ANSWER)
+    assert keys.claim(mine, "f1", T0, T0 + HOUR) == Claim(Outcome.REPLAY, ANSWER)
+
+
+def test_an_expired_key_is_claimed_anew_whatever_its_fingerprint(keys):
+    scope = KeyScope("key:a", "create_item", "k1")
+    keys.claim(scope, "f1", T0, T0 + HOUR)
+    keys.complete(scope, ANSWER)
+    assert keys.claim(scope, "f2", T0 + HOUR, T0 + 2 * HOUR) == CLAIMED
+    keys.complete(scope, OTHER_ANSWER)
+    assert keys.claim(scope, "f2", T0 + HOUR, T0 + 2 * HOUR) == Claim(Outcome.REPLAY, OTHER_ANSWER)
+
+
+def test_an_abandoned_claim_leaves_the_key_free_once_the_request_has_ended(keys, connection_or_none):
+    scope = KeyScope("key:a", "create_item", "k1")
+    keys.claim(scope, "f1", T0, T0 + HOUR)
+    keys.abandon(scope)
+    if connection_or_none is not None:
+        connection_or_none.rollback()  # what a failed request's transaction does
+    assert keys.claim(scope, "f2", T0, T0 + HOUR) == CLAIMED
+
+
+def test_purge_deletes_expired_keys_only_and_at_most_the_limit(keys):
+    scopes = [KeyScope("key:a", "create_item", f"k{n}") for n in range(4)]
+    for n, scope in enumerate(scopes):
+        keys.claim(scope, "f", T0, T0 + HOUR * (1 if n < 3 else 2))
+        keys.complete(scope, ANSWER)
+    assert keys.purge_expired(T0 + HOUR, limit=2) == 2
+    assert keys.purge_expired(T0 + HOUR) == 1
+    assert keys.purge_expired(T0 + HOUR) == 0
+    assert keys.claim(scopes[0], "f", T0 + HOUR, T0 + 2 * HOUR) == CLAIMED
+    assert keys.claim(scopes[3], "f", T0 + HOUR, T0 + 2 * HOUR) == Claim(Outcome.REPLAY, ANSWER)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 from urllib.parse import urlencode
 
+import flask
 from connexion import request
+from connexion.lifecycle import ConnexionResponse
 
 from providers.errors import PreconditionFailed
 
@@ -25,6 +28,30 @@ def require_match(if_match: str | None, version: int) -> None:
     if "*" in tags or current in tags:
         return
     raise PreconditionFailed(f"The resource has changed: its ETag is now {current}.")
+
+
+# One entity tag of an If-None-Match list, weak or strong; the group is the quoted opaque tag.
+_LISTED_TAG = re.compile(r'(?:W/)?("[^"]*")')
+
+
+def none_match(if_none_match: str | None, etag: str) -> bool:
+    """Return True when an If-None-Match header names `etag` by weak comparison (RFC 9110 13.1.2) or is `*`."""
+    if if_none_match is None:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    current = etag.removeprefix("W/")
+    return any(tag == current for tag in _LISTED_TAG.findall(if_none_match))
+
+
+def not_modified(etag: str, vary: str | None = None) -> ConnexionResponse | None:
+    """Return a 304 answer (no body) when the request's If-None-Match matches `etag`, else None."""
+    # Read from the WSGI environ (PEP 3333 names the key): a GET without the header pays one dict look-up.
+    if not none_match(flask.request.environ.get("HTTP_IF_NONE_MATCH"), etag):
+        return None
+    # RFC 9110 15.4.5: a 304 carries the ETag and Vary a 200 would have carried.
+    headers = {"ETag": etag} | ({"Vary": vary} if vary else {})
+    return ConnexionResponse(status_code=304, headers=headers)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -12,7 +12,7 @@ from werkzeug.http import parse_accept_header
 
 from contract.avro import AVRO_MEDIA_TYPE, AvroSchemas
 from providers.errors import DomainError
-from web.http import JSON
+from web.http import JSON, not_modified
 
 # Offered in this order, so JSON wins a tie (also for */* and a missing Accept).
 OFFERED = (JSON, AVRO_MEDIA_TYPE)
@@ -36,6 +36,14 @@ class Representer:
     def one(self, schema: str, entity: Mapping[str, Any], status: int = 200, headers: dict[str, str] | None = None):
         """Return a handler result for one entity: a JSON object, or a container file with one record."""
         return self.render(schema, entity, [entity], status, headers)
+
+    def read(self, schema: str, entity: Mapping[str, Any], etag: str):
+        """Return one entity for a GET with its ETag, or 304 Not Modified when If-None-Match matches it."""
+        unchanged = not_modified(etag, vary="Accept")
+        if unchanged is None:
+            return self.one(schema, entity, 200, {"ETag": etag})
+        negotiate()  # RFC 9110 13.2.1: what would not be a 2xx (a 406 here) ignores the precondition
+        return unchanged
 
     def many(self, schema: str, entities: Sequence[Mapping[str, Any]], next_cursor: str | None,
              headers: dict[str, str] | None = None):
