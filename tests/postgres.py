@@ -11,6 +11,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 UNPRIVILEGED_USER = "nobody"
@@ -126,3 +128,20 @@ class ThrowawayPostgres:
         """Stop the server and delete the cluster."""
         self.stop_server()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def scratch_database(admin_url: str, name: str) -> Iterator[str]:
+    """Yield the URL of a new, empty database `name` on the cluster of `admin_url`; drop it afterwards."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()

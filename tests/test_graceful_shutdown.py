@@ -24,6 +24,7 @@ from providers.availability import Stopping
 from providers.sql_events import SqlEventFeed
 from tests.conftest import API_KEY
 from tests.factories import new_room
+from tests.postgres import scratch_database
 from tests.serve_process import ServeProcess
 from web.availability import stopping_on_signals
 
@@ -36,16 +37,8 @@ SIGTERM_AFTER_ACKNOWLEDGED = 40
 @pytest.fixture
 def shutdown_database(postgres_admin_url: str) -> Iterator[str]:
     """An empty PostgreSQL database of its own (the server migrates it at start-up, as in production)."""
-    admin = sa.create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql("DROP DATABASE IF EXISTS rooms_shutdown WITH (FORCE)")
-        connection.exec_driver_sql("CREATE DATABASE rooms_shutdown")
-    try:
-        yield postgres_admin_url.rsplit("/", 1)[0] + "/rooms_shutdown"
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql("DROP DATABASE IF EXISTS rooms_shutdown WITH (FORCE)")
-        admin.dispose()
+    with scratch_database(postgres_admin_url, "rooms_shutdown") as url:
+        yield url
 
 
 @dataclass

@@ -18,6 +18,7 @@ from composition import InMemoryProvidersModule
 from providers.availability import Stopping
 from providers.database import migrate, migration_heads
 from tests.conftest import LiveServer
+from tests.postgres import scratch_database
 
 HEAD = max(migration_heads())
 
@@ -52,17 +53,8 @@ def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
         sa.create_engine(f"sqlite:///{path}").connect().close()
         yield f"sqlite:///{path}"
         return
-    admin_url = request.getfixturevalue("postgres_admin_url")
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.exec_driver_sql("DROP DATABASE IF EXISTS rooms_ready_behind")
-        connection.exec_driver_sql("CREATE DATABASE rooms_ready_behind")
-    try:
-        yield admin_url.rsplit("/", 1)[0] + "/rooms_ready_behind"
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql("DROP DATABASE IF EXISTS rooms_ready_behind WITH (FORCE)")
-        admin.dispose()
+    with scratch_database(request.getfixturevalue("postgres_admin_url"), "rooms_ready_behind") as url:
+        yield url
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
