@@ -74,6 +74,7 @@ class DatabaseModule(Module):
             pool_recycle=settings.pool_recycle_seconds,
             pre_ping=settings.pool_pre_ping,
             connect_timeout=settings.db_connect_timeout_seconds,
+            sqlite_lock_timeout=settings.sqlite_lock_timeout_seconds,
         )
 
     def configure(self, binder: Binder) -> None:

@@ -38,6 +38,7 @@ class Settings:
     retry_after_seconds: int = 5
     ready_timeout_seconds: int = 2
     db_connect_timeout_seconds: int = 5
+    sqlite_lock_timeout_seconds: int = 10
     graceful_shutdown_seconds: int = 20
     # Observability (web/logs.py, web/telemetry.py)
     log_format: str = "text"
@@ -66,6 +67,9 @@ class Settings:
             ready_timeout_seconds=_int(environ, "APP_READY_TIMEOUT_SECONDS", cls.ready_timeout_seconds, minimum=1),
             db_connect_timeout_seconds=_int(
                 environ, "APP_DB_CONNECT_TIMEOUT_SECONDS", cls.db_connect_timeout_seconds, minimum=1
+            ),
+            sqlite_lock_timeout_seconds=_int(
+                environ, "APP_SQLITE_LOCK_TIMEOUT_SECONDS", cls.sqlite_lock_timeout_seconds, minimum=1
             ),
             graceful_shutdown_seconds=_int(
                 environ, "APP_GRACEFUL_SHUTDOWN_SECONDS", cls.graceful_shutdown_seconds, minimum=1

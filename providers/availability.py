@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 _PG_CONNECTION_STATES = ("08", "57P01", "57P02", "57P03")
 # SQLite's primary result codes for a database file that cannot be opened or read.
 _SQLITE_UNREACHABLE = {sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR}
+_SQLITE_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 ALEMBIC_VERSION = "alembic_version"
 
 
@@ -40,7 +41,8 @@ class Unavailable(Exception):
 def unavailable_reason(error: BaseException) -> str | None:
     """Say why `error` means the database cannot be reached, or None for any other fault.
 
-    Connection-level only: a refused or lost connection, a server shutting down, an exhausted pool.
+    Connection-level only: a refused or lost connection, a server shutting down, an exhausted pool, a
+    SQLite write lock that did not come free within the busy timeout.
     Constraint violations, SQL mistakes, deadlocks and statement timeouts are faults of the request or
     the code and stay what they were (a domain mapping or a 500).
     """
@@ -50,6 +52,9 @@ def unavailable_reason(error: BaseException) -> str | None:
         return None
     if error.connection_invalidated:
         return f"the connection was lost ({_first_line(error.orig)})"
+    if isinstance(error.orig, sqlite3.Error) and (getattr(error.orig, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_BUSY:
+        # The write lock stayed taken for the whole busy timeout (APP_SQLITE_LOCK_TIMEOUT_SECONDS).
+        return f"the database stayed locked by other writers ({_first_line(error.orig)})"
     if isinstance(error, sa_exc.InterfaceError) or (
         isinstance(error, sa_exc.OperationalError) and _connection_level(error.orig)
     ):

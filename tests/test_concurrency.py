@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sqlite3
 import threading
 from collections import Counter
 
@@ -9,18 +11,23 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from app import create_app, dispose_app
+from tests.entity_check import EntityCheckingClient
 from tests.factories import new_room
 
 
-def race(url: str, requests: list[tuple[str, str, dict, dict]]) -> list[httpx.Response]:
-    """Fire the requests at once from one thread each, released together by a barrier."""
+def race(url: str, requests: list[tuple[str, str, dict | bytes, dict]]) -> list[httpx.Response]:
+    """Fire the requests at once from one thread each, released together by a barrier (a dict body is sent as JSON)."""
     barrier = threading.Barrier(len(requests))
     responses: list[httpx.Response | None] = [None] * len(requests)
 
-    def worker(index: int, method: str, path: str, body: dict, headers: dict) -> None:
+    def worker(index: int, method: str, path: str, body: dict | bytes, headers: dict) -> None:
         with httpx.Client(base_url=url, timeout=60) as client:
             barrier.wait()
-            responses[index] = client.request(method, path, json=body, headers=headers)
+            if isinstance(body, bytes):
+                responses[index] = client.request(method, path, content=body or None, headers=headers)
+            else:
+                responses[index] = client.request(method, path, json=body, headers=headers)
 
     threads = [threading.Thread(target=worker, args=(i, *r)) for i, r in enumerate(requests)]
     for thread in threads:
@@ -43,7 +50,7 @@ def test_twenty_parallel_creates_of_one_url_give_one_201_and_nineteen_409(live_s
         assert connection.execute(sa.text("SELECT count(*) FROM rooms")).scalar_one() == 1
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
 def test_parallel_patches_with_the_same_if_match_let_exactly_one_win(live_server, auth):
     with httpx.Client(base_url=live_server.url) as client:
         created = client.post("/v1/rooms", json=new_room(), headers=auth)
@@ -63,3 +70,49 @@ def test_parallel_patches_with_the_same_if_match_let_exactly_one_win(live_server
     for thread in threads:
         thread.join()
     assert Counter(statuses) == {200: 1, 412: 9}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
+def test_twenty_parallel_patches_of_one_room_all_succeed_in_turn(live_server, auth):
+    # On SQLite a deferred transaction that read could not become a writer after another committed:
+    # up to 18 of these were 500 "database is locked" before writes began IMMEDIATE.
+    headers = {**auth, "Content-Type": "application/merge-patch+json"}
+    with httpx.Client(base_url=live_server.url) as client:
+        room_id = client.post("/v1/rooms", json=new_room(), headers=auth).json()["id"]
+    responses = race(live_server.url, [("PATCH", f"/v1/rooms/{room_id}", f'{{"price": {p}}}'.encode(), headers)
+                                           for p in range(1, 21)])
+    assert Counter(r.status_code for r in responses) == {200: 20}, [r.text for r in responses if r.status_code != 200]
+    with httpx.Client(base_url=live_server.url) as client:
+        assert client.get(f"/v1/rooms/{room_id}").headers["ETag"] == '"21"'
+
+
+@pytest.mark.parametrize("database_url", ["postgresql", "sqlite"], indirect=True)
+def test_twenty_parallel_patches_and_deletes_of_twenty_rooms_get_their_documented_answers(live_server, auth):
+    with httpx.Client(base_url=live_server.url) as client:
+        ids = [client.post("/v1/rooms", json=new_room(), headers=auth).json()["id"] for _ in range(20)]
+    patch = {**auth, "Content-Type": "application/merge-patch+json", "If-Match": '"1"'}
+    patched = race(live_server.url, [("PATCH", f"/v1/rooms/{room_id}", b'{"price": 7}', patch) for room_id in ids])
+    assert Counter(r.status_code for r in patched) == {200: 20}, [r.text for r in patched if r.status_code != 200]
+    # Each room deleted twice at once: one 204 and one 404 per room, whatever the order.
+    deleted = race(live_server.url, [("DELETE", f"/v1/rooms/{room_id}", b"", auth) for room_id in ids * 2])
+    assert Counter(r.status_code for r in deleted) == {204: 20, 404: 20}, [r.text for r in deleted if r.status_code >= 500]
+
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_write_that_waits_out_the_sqlite_lock_timeout_is_a_503_with_retry_after(settings, database_url, auth):
+    app = create_app(dataclasses.replace(settings, sqlite_lock_timeout_seconds=1))
+    holder = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        client = EntityCheckingClient(app)
+        holder.execute("BEGIN IMMEDIATE")  # another writer that keeps the write lock
+        waited = client.post("/v1/items", json={"name": "lamp"}, headers=auth)
+        assert waited.status_code == 503, waited.text
+        assert waited.headers["content-type"] == "application/problem+json"
+        assert waited.headers["retry-after"] == str(settings.retry_after_seconds)
+        assert client.get("/v1/items").json()["data"] == []  # reads go on meanwhile
+        holder.execute("ROLLBACK")
+        assert client.post("/v1/items", json={"name": "lamp"}, headers=auth).status_code == 201
+    finally:
+        holder.close()
+        dispose_app(app)

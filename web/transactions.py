@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, g
+from flask import Flask, Response, g, request
 from sqlalchemy import Connection, Engine
 
 from providers.availability import DatabaseOutages
+from providers.database import WRITES
 
 
 class RequestTransaction:
@@ -15,14 +16,18 @@ class RequestTransaction:
     (a bad cursor answered 400, the health check) never checks a connection out of the pool.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, writes: bool = True) -> None:
         self._engine = engine
+        self._writes = writes
         self._connection: Connection | None = None
 
     def connection(self) -> Connection:
         """Return the request's connection, checking one out of the pool the first time."""
         if self._connection is None:
-            self._connection = self._engine.connect()
+            connection = self._engine.connect()
+            if self._writes:
+                connection.execution_options(**{WRITES: True})
+            self._connection = connection
         return self._connection
 
     def end(self, status: int) -> bool:
@@ -42,9 +47,12 @@ class RequestTransaction:
             connection.close()
 
 
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def begin_request_transaction(engine: Engine) -> RequestTransaction:
     """Return a new RequestTransaction for the current Flask request, where the request's hooks will end it."""
-    transaction = g.request_transaction = RequestTransaction(engine)
+    transaction = g.request_transaction = RequestTransaction(engine, writes=request.method not in READ_ONLY_METHODS)
     return transaction
 
 
