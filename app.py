@@ -36,12 +36,19 @@ from web.contract import SPEC_PATH, ContractRules, load_spec, with_path_paramete
 from web.flask_app import ServiceApp
 from web.injection import InjectingResolver
 from web.metrics import MetricsEndpoint, ServiceMetrics
-from web.middleware import AuthoredSpec, BodySizeLimit, ControlCharactersInPath, RootDocsAliases, SwaggerUIOnDocsPaths
+from web.middleware import (
+    AuthoredSpec,
+    ControlCharactersInPath,
+    NoProtocolUpgrades,
+    RequestFraming,
+    RootDocsAliases,
+    SwaggerUIOnDocsPaths,
+)
 from web.problems import register_problem_handlers
 from web.security import api_key_security_map
 from web.telemetry import RequestTelemetry, install_request_id_in_g
 from web.transactions import install_transaction_boundary
-from web.validation import validator_map
+from web.validation import InputLimits, validator_map
 
 BASE_PATH = "/v1"
 
@@ -63,7 +70,8 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     settings = settings or Settings.from_env()
     _quiet_connexion_logger()
     spec = load_spec()
-    contract = Contract(rules=ContractRules(spec), schemas=AvroSchemas())
+    limits = InputLimits(max_json_depth=settings.max_json_depth, max_problem_errors=settings.max_problem_errors)
+    contract = Contract(rules=ContractRules(spec, limits), schemas=AvroSchemas())
     injector = build_injector(settings, contract, overrides=modules)
     # Handlers block on the database, so Flask runs in these threads, not on the event loop (they start on use).
     handler_threads = ThreadPoolExecutor(max_workers=settings.handler_threads, thread_name_prefix="handler")
@@ -73,9 +81,9 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
         __name__,
         handler_threads=handler_threads,
         lifespan=_lifespan(injector, handler_threads, metrics),
-        middlewares=[*_observability_middleware(settings, metrics), *_middleware_stack(settings)],
+        middlewares=[*_observability_middleware(settings, metrics), NoProtocolUpgrades, *_middleware_stack(settings)],
         jsonifier=Jsonifier(_OrjsonModule),
-        validator_map=validator_map(avro_body=avro_body_validator(contract.schemas, contract.rules)),
+        validator_map=validator_map(limits, avro_body=avro_body_validator(contract.schemas, contract.rules)),
         security_map=api_key_security_map(settings.api_keys),
     )
     FlaskInjector(app=app.app, injector=injector)
@@ -156,7 +164,7 @@ def _middleware_stack(settings: Settings) -> list:
         ServerErrorMiddleware,
         ExceptionMiddleware,
         ControlCharactersInPath,
-        partial(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        partial(RequestFraming, max_bytes=settings.max_body_bytes),
         partial(RootDocsAliases, base_path=BASE_PATH),
         partial(AuthoredSpec, spec_path=SPEC_PATH, base_path=BASE_PATH),
         partial(SwaggerUIOnDocsPaths, base_path=BASE_PATH),

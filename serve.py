@@ -57,6 +57,9 @@ def main() -> int:
             workers=settings.workers,
             loop="uvloop",
             http="httptools",
+            # The service speaks no WebSocket: upgrade requests reach the app as plain HTTP and get a 400
+            # problem (web.middleware.NoProtocolUpgrades) rather than a handshake the app cannot finish.
+            ws="none",
             proxy_headers=True,
             access_log=False,  # web.telemetry writes the access log, with the request id and operationId
             log_config=logging_config(settings.log_format),
@@ -83,6 +86,8 @@ def prepare_metrics_dir(environ: MutableMapping[str, str], workers: int) -> tupl
     """
     configured = environ.get(MULTIPROC_DIR_VARIABLE)
     if not configured:
+        # Set but empty counts as unset: prometheus_client would take it for a directory, the current one.
+        environ.pop(MULTIPROC_DIR_VARIABLE, None)
         if workers == 1:
             return None, False
         path = Path(tempfile.mkdtemp(prefix="rooms-metrics-"))

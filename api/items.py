@@ -8,7 +8,7 @@ from connexion import NoContent, request
 from injector import Inject
 
 from providers.items import ItemQuery, ItemsProvider, decode_item_cursor
-from web.http import entity_tag, page_links, require_match
+from web.http import entity_tag, if_match, page_links, require_match
 from web.idempotency import IdempotentCreates
 from web.representation import Representer
 
@@ -45,15 +45,15 @@ def get_item(item_id: int, items: Inject[ItemsProvider], represent: Inject[Repre
 
 def replace_item(item_id: int, body: dict[str, Any], items: Inject[ItemsProvider], represent: Inject[Representer]):
     """Replace an item's writable fields."""
-    require_match(request.headers.get("If-Match"), items.get(item_id, for_update=True).version)
+    require_match(if_match(), items.get(item_id, for_update=True).version)
     stored = items.replace(item_id, body)
     return represent.one("Item", stored.item, 200, {"ETag": entity_tag(stored.version)})
 
 
 def delete_item(item_id: int, items: Inject[ItemsProvider]):
     """Delete an item."""
-    if_match = request.headers.get("If-Match")
-    if if_match is not None:
-        require_match(if_match, items.get(item_id, for_update=True).version)
+    precondition = if_match()
+    if precondition is not None:
+        require_match(precondition, items.get(item_id, for_update=True).version)
     items.delete(item_id)
     return NoContent, 204

@@ -10,7 +10,7 @@ from injector import Inject
 from providers.errors import FieldError, InvalidInput
 from providers.rooms import Cursor, GeoCircle, RoomQuery, RoomsProvider, writable_fields
 from web.contract import ContractRules
-from web.http import entity_tag, merge_patch, page_links, require_match
+from web.http import entity_tag, if_match, merge_patch, page_links, require_match
 from web.idempotency import IdempotentCreates
 from web.representation import Representer
 
@@ -74,7 +74,7 @@ def update_room(
 ):
     """Apply a JSON merge patch to a room; the result must be a valid new room."""
     current = rooms.get(room_id, for_update=True)
-    require_match(request.headers.get("If-Match"), current.version)
+    require_match(if_match(), current.version)
     merged = merge_patch(writable_fields(current.room), body)
     rules.check("NewRoom", merged, what="patched room")
     stored = rooms.replace(room_id, merged)
@@ -83,9 +83,9 @@ def update_room(
 
 def delete_room(room_id: str, rooms: Inject[RoomsProvider]):
     """Delete a room."""
-    if_match = request.headers.get("If-Match")
-    if if_match is not None:
-        require_match(if_match, rooms.get(room_id, for_update=True).version)
+    precondition = if_match()
+    if precondition is not None:
+        require_match(precondition, rooms.get(room_id, for_update=True).version)
     rooms.delete(room_id)
     return NoContent, 204
 

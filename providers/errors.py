@@ -58,11 +58,23 @@ class FieldError:
 
 
 class InvalidInput(DomainError):
-    """Input that breaks the contract; lists every failing field."""
+    """Input that breaks the contract; lists its failing fields (all of them, or the first of `total`)."""
 
-    def __init__(self, detail: str, errors: Sequence[FieldError] = ()) -> None:
+    def __init__(self, detail: str, errors: Sequence[FieldError] = (), total: int | None = None) -> None:
         super().__init__(detail)
         self.errors = list(errors)
+        self.total = len(self.errors) if total is None else total
 
     def extensions(self) -> dict:
-        return {"errors": [{"path": e.path, "message": e.message} for e in self.errors]} if self.errors else {}
+        return problem_errors(self.errors, self.total)
+
+
+def problem_errors(errors: Sequence[FieldError], total: int) -> dict:
+    """Return the problem members that list failing fields: `errors`, and when the list is cut, the total."""
+    if not errors:
+        return {}
+    members: dict = {"errors": [{"path": e.path, "message": e.message} for e in errors]}
+    if total > len(errors):
+        members["errors_total"] = total
+        members["errors_truncated"] = True
+    return members

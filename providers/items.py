@@ -6,7 +6,7 @@ import abc
 from dataclasses import dataclass
 from typing import Any
 
-from providers.paging import Page, decode_cursor, encode_cursor, page_of
+from providers.paging import Page, decode_cursor, encode_cursor, int64, page_of
 
 Item = dict[str, Any]
 """An item in its API shape: `id` and `name`."""
@@ -33,10 +33,7 @@ def decode_item_cursor(token: str) -> int:
     """Return the last id of the previous page from a client's cursor, or raise InvalidInput."""
 
     def parse(payload: dict[str, Any]) -> int:
-        after = payload["i"]
-        if not isinstance(after, int) or isinstance(after, bool):
-            raise ValueError("id must be an integer")
-        return after
+        return int64(payload["i"], minimum=0)
 
     return decode_cursor(token, parse)
 

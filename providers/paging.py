@@ -37,8 +37,19 @@ def decode_cursor(token: str, parse: Callable[[dict[str, Any]], T]) -> T:
         return parse(payload)
     except InvalidInput:
         raise
-    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError, orjson.JSONDecodeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError, OverflowError, orjson.JSONDecodeError):
         raise bad_cursor("The cursor is malformed; use the next_cursor of a previous page.") from None
+
+
+INT64_MAX = 2**63 - 1
+"""The largest value a BIGINT column (and SQLite's INTEGER) holds: a cursor's number beyond it is malformed."""
+
+
+def int64(value: Any, *, minimum: int = -INT64_MAX - 1) -> int:
+    """Return `value` if it is an integer (not a bool) within `minimum`..INT64_MAX, else raise ValueError."""
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= INT64_MAX:
+        raise ValueError("not a 64-bit integer in range")
+    return value
 
 
 def bad_cursor(message: str) -> InvalidInput:

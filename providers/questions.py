@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,8 @@ Question = dict[str, Any]
 """A question in its API shape: `question_code`, `category`, `message`."""
 
 QUESTION_FIELDS = ("question_code", "category", "message")
+QUESTION_CODE = re.compile(r"[0-9]{1,10}")
+"""What a question code is (the spec's pattern); a cursor's code must be one too."""
 
 
 def known_fields(document: dict[str, Any]) -> Question:
@@ -33,8 +36,8 @@ def decode_question_cursor(token: str) -> str:
 
     def parse(payload: dict[str, Any]) -> str:
         after = payload["c"]
-        if not isinstance(after, str):
-            raise ValueError("code must be a string")
+        if not isinstance(after, str) or not QUESTION_CODE.fullmatch(after):
+            raise ValueError("code must be 1 to 10 digits")
         return after
 
     return decode_cursor(token, parse)

@@ -7,10 +7,10 @@ import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from providers.paging import Page, bad_cursor, decode_cursor, encode_cursor, page_of
+from providers.paging import Page, bad_cursor, decode_cursor, encode_cursor, int64, page_of
 
 EARTH_RADIUS_KM = 6371.0088
 """Mean Earth radius (IUGG) used for great-circle distances."""
@@ -113,8 +113,10 @@ class Cursor:
             value = datetime.fromisoformat(value)
             if value.tzinfo is None:
                 raise ValueError("naive timestamp")
-        elif not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError("price must be an integer")
+            # Year 9999 at -23:59 is year 10000 in UTC, which neither Python nor PostgreSQL can hold.
+            value.astimezone(UTC)
+        else:
+            value = int64(value)
         return cls(sort, value, room_id)
 
 

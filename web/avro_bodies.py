@@ -11,7 +11,7 @@ from starlette.datastructures import MutableHeaders
 from contract.avro import AvroDecodeError, AvroSchemas
 from web.contract import ContractRules
 from web.http import JSON
-from web.validation import validation_problem
+from web.validation import require_content_type, validation_problem
 
 AVRO_RECORD_KEY = "x-avro-record"
 """Extension in the spec's application/avro body schema naming the Avro record (and OpenAPI component)."""
@@ -38,11 +38,12 @@ def avro_body_validator(schemas: AvroSchemas, rules: ContractRules) -> type[Abst
         def _validate(self, body: t.Any) -> None:
             if body is None:
                 raise BadRequestProblem(detail="The request body must not be empty.")
-            errors = rules.errors(schemas.get(self._schema[AVRO_RECORD_KEY]).short_name, body)
+            errors, total = rules.errors(schemas.get(self._schema[AVRO_RECORD_KEY]).short_name, body)
             if errors:
-                raise validation_problem("request body", errors)
+                raise validation_problem("request body", errors, total)
 
         async def wrap_receive(self, receive, *, scope):
+            require_content_type(scope)
             receive, scope = await super().wrap_receive(receive, scope=scope)
             # Downstream the body is the record's JSON form, so the handler sees exactly what a JSON client sends.
             headers = MutableHeaders(scope=scope)

@@ -9,7 +9,7 @@ import yaml
 from connexion.json_schema import ExtendedSafeLoader, resolve_refs
 
 from providers.errors import FieldError, InvalidInput
-from web.validation import compiled_validator, describe_errors, field_errors
+from web.validation import DEFAULT_LIMITS, InputLimits, compiled_validator, describe_errors, field_errors
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "swagger" / "openapi.yaml"
 
@@ -58,17 +58,18 @@ def with_path_parameters_in_operations(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class ContractRules:
-    """Validates documents against the spec's component schemas with the same rules as request bodies."""
+    """Validates documents against the spec's component schemas with the same rules and limits as request bodies."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], limits: InputLimits = DEFAULT_LIMITS) -> None:
         self._schemas = resolve_refs(spec)["components"]["schemas"]
+        self.limits = limits
 
-    def errors(self, schema_name: str, document: Any) -> list[FieldError]:
-        """Return every field of `document` that breaks the component schema `schema_name`."""
-        return field_errors(compiled_validator(self._schemas[schema_name]).iter_errors(document))
+    def errors(self, schema_name: str, document: Any) -> tuple[list[FieldError], int]:
+        """Return the first failing fields of `document` against the component schema `schema_name`, and how many fail."""
+        return field_errors(compiled_validator(self._schemas[schema_name]).iter_errors(document), limits=self.limits)
 
     def check(self, schema_name: str, document: Any, *, what: str) -> None:
-        """Raise InvalidInput listing every field of `document` that breaks `schema_name`."""
-        errors = self.errors(schema_name, document)
+        """Raise InvalidInput listing the fields of `document` that break `schema_name`."""
+        errors, total = self.errors(schema_name, document)
         if errors:
-            raise InvalidInput(describe_errors(what, errors), errors)
+            raise InvalidInput(describe_errors(what, errors, total), errors, total)

@@ -19,6 +19,14 @@ def entity_tag(version: int) -> str:
     return f'"{version}"'
 
 
+def if_match() -> str | None:
+    """Return the request's If-Match, its field lines joined by commas as the handler's WSGI environ holds them.
+
+    The same value the spec's validation checked (web.validation joins repeated lines the same way).
+    """
+    return flask.request.environ.get("HTTP_IF_MATCH")
+
+
 def require_match(if_match: str | None, version: int) -> None:
     """Enforce an If-Match header (strong comparison) against the current version; absent means go ahead."""
     if if_match is None:

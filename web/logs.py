@@ -27,6 +27,18 @@ class RequestContextFilter(logging.Filter):
         return True
 
 
+class WebSocketAdviceFilter(logging.Filter):
+    """Drop uvicorn's advice to install a WebSocket library, logged with every upgrade request it cannot serve.
+
+    serve.py runs uvicorn without WebSocket support on purpose (`ws="none"`: the service speaks none,
+    and web.middleware.NoProtocolUpgrades answers such requests with a 400 problem); uvicorn's
+    "Unsupported upgrade request." line stays.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "uvicorn.error" and record.getMessage().startswith("No supported WebSocket library"))
+
+
 def _request_context_filter() -> RequestContextFilter:
     # dictConfig calls this in every process that applies the config, uvicorn's workers included, before
     # they import the app. Python's warnings would otherwise be printed to stderr as they are (Connexion
@@ -112,7 +124,7 @@ def logging_config(log_format: str = "text", *, level: str = "INFO", stream: Any
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request": {"()": _request_context_filter}},
+        "filters": {"request": {"()": _request_context_filter}, "websocket_advice": {"()": WebSocketAdviceFilter}},
         "formatters": {"default": {"()": formatter}},
         "handlers": {
             "default": {"class": "logging.StreamHandler", "stream": stream, "formatter": "default", "filters": ["request"]},
@@ -120,7 +132,7 @@ def logging_config(log_format: str = "text", *, level: str = "INFO", stream: Any
         "root": {"level": level, "handlers": ["default"]},
         "loggers": {
             "uvicorn": through_root,
-            "uvicorn.error": through_root,
+            "uvicorn.error": {**through_root, "filters": ["websocket_advice"]},
             "uvicorn.access": through_root,
             "alembic.runtime.plugins": {"level": "WARNING"},
             "pika": {"level": "CRITICAL"},  # the relay logs the broker's absence itself, once per retry

@@ -1,4 +1,4 @@
-"""ASGI middleware around the Connexion stack: body-size limit, path checks and the docs' routes."""
+"""ASGI middleware around the Connexion stack: request framing and limits, upgrades refused, path checks and the docs' routes."""
 
 from __future__ import annotations
 
@@ -21,8 +21,17 @@ class PayloadTooLarge(ProblemException):
         super().__init__(status=413, title="Content Too Large", detail=f"The request body exceeds {limit} bytes.")
 
 
-class BodySizeLimit:
-    """Refuse request bodies over `max_bytes`, by Content-Length up front or while streaming."""
+class RequestFraming:
+    """Frame each request the one way Connexion and the handlers expect, before they see it.
+
+    - A body over `max_bytes` is 413, by Content-Length up front or while it streams.
+    - A body sent chunked (`Transfer-Encoding`, no `Content-Length`: how HTTP clients stream a body of
+      unknown length) is read here, up to the limit, and passed on with its `Content-Length`: Connexion's
+      body validation takes a request without one for a request without a body ("RequestBody is required").
+    - Header names with an underscore are dropped, as nginx and gunicorn drop them: the WSGI environ the
+      handlers read folds `_` into `-` (`Idempotency_Key` and `Idempotency-Key` are both
+      `HTTP_IDEMPOTENCY_KEY`), so a look-alike would reach a handler as a header the spec validated.
+    """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -32,9 +41,31 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        length = None
+        chunked = False
+        look_alikes = False
         for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                raise PayloadTooLarge(self.max_bytes)
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.max_bytes:
+                    raise PayloadTooLarge(self.max_bytes)
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif b"_" in name:
+                look_alikes = True
+        if look_alikes:
+            scope = {**scope, "headers": [(name, value) for name, value in scope["headers"] if b"_" not in name]}
+        if chunked and length is None:
+            body = await self._read_whole_body(receive)
+            if body is None:
+                return  # the client went away before it finished sending
+            headers = [(name, value) for name, value in scope["headers"] if name != b"transfer-encoding"]
+            scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+            await self.app(scope, _replaying(body, receive), send)
+            return
+        await self.app(scope, self._limited(receive), send)
+
+    def _limited(self, receive: Receive) -> Receive:
         received = 0
 
         async def limited_receive() -> Message:
@@ -45,7 +76,93 @@ class BodySizeLimit:
                 raise PayloadTooLarge(self.max_bytes)
             return message
 
-        await self.app(scope, limited_receive, send)
+        return limited_receive
+
+    async def _read_whole_body(self, receive: Receive) -> bytes | None:
+        parts: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            part = message.get("body", b"")
+            received += len(part)
+            if received > self.max_bytes:
+                raise PayloadTooLarge(self.max_bytes)
+            parts.append(part)
+            if not message.get("more_body", False):
+                return b"".join(parts)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """Return a receive channel that yields `body` as one message, then whatever `receive` yields."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+NO_UPGRADES = (
+    "This service speaks HTTP/1.1 and switches to no other protocol (WebSocket, h2c); "
+    "send the request without the Upgrade header."
+)
+
+
+class NoProtocolUpgrades:
+    """Answer requests to switch protocols (a WebSocket handshake, an h2c upgrade) with a 400 problem.
+
+    The server would otherwise hand a WebSocket handshake to the app as a `websocket` scope, which
+    Connexion's stack answers with a text/plain 500, and an h2c upgrade reaches the app without its
+    body (the server stops reading at the upgrade), to be refused for a reason that is not the real
+    one. In front of Connexion's stack, whose error handling speaks HTTP only; behind the telemetry,
+    which counts and logs the answer like any other.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await _deny_websocket(scope, send)
+            return
+        if scope["type"] == "http" and _asks_to_upgrade(scope["headers"]):
+            await _problem_response(400, "Bad Request", NO_UPGRADES)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _asks_to_upgrade(headers: list[tuple[bytes, bytes]]) -> bool:
+    upgrade = connection_upgrade = False
+    for name, value in headers:
+        if name == b"upgrade":
+            upgrade = True
+        elif name == b"connection" and b"upgrade" in value.lower():
+            connection_upgrade = True
+    return upgrade and connection_upgrade
+
+
+async def _deny_websocket(scope: Scope, send: Send) -> None:
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})  # the server answers the handshake with 403
+        return
+    body = orjson.dumps({"type": "about:blank", "title": "Bad Request", "detail": NO_UPGRADES, "status": 400})
+    await send({
+        "type": "websocket.http.response.start",
+        "status": 400,
+        "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+def _problem_response(status: int, title: str, detail: str) -> Response:
+    body = orjson.dumps({"type": "about:blank", "title": title, "detail": detail, "status": status})
+    return Response(body, status_code=status, media_type="application/problem+json")
 
 
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")

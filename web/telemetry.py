@@ -15,6 +15,10 @@ from web.request_ids import CURRENT_REQUEST, RequestInfo, current_request_id, re
 access_logger = logging.getLogger("rooms.access")
 
 _PROBLEM = b"application/problem+json"
+# A WebSocket handshake is an HTTP request too, answered (here: refused) with an HTTP response.
+_REQUESTS = frozenset({"http", "websocket"})
+_RESPONSE_STARTS = frozenset({"http.response.start", "websocket.http.response.start"})
+_RESPONSE_BODIES = frozenset({"http.response.body", "websocket.http.response.body"})
 _CLIENT_GONE = 499  # the status label of a request whose client left before any answer (nginx's convention)
 
 
@@ -34,7 +38,7 @@ class RequestTelemetry:
         self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in _REQUESTS:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -55,7 +59,7 @@ class RequestTelemetry:
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, held
-            if message["type"] == "http.response.start":
+            if message["type"] in _RESPONSE_STARTS:
                 status = message["status"]
                 headers = [*message.get("headers", ()), id_header]
                 message = {**message, "headers": headers}
@@ -65,14 +69,14 @@ class RequestTelemetry:
                             held = message  # sent with the body, once the body has its request_id
                             return
                         break
-            elif held is not None and message["type"] == "http.response.body":
+            elif held is not None and message["type"] in _RESPONSE_BODIES:
                 chunks.append(message.get("body", b""))
                 if message.get("more_body", False):
                     return
                 start, held = held, None
                 start, body = _problem_with_request_id(start, b"".join(chunks), request_id)
                 await send(start)
-                message = {"type": "http.response.body", "body": body}
+                message = {"type": message["type"], "body": body}
             await send(message)
 
         try:
@@ -84,7 +88,7 @@ class RequestTelemetry:
             seconds = time.perf_counter() - started
             operation_id = routed_operation_id(extensions) or UNROUTED
             status = status or _CLIENT_GONE  # no answer and no error: the client went away (or was cancelled)
-            REQUEST_METRICS.record(operation_id, scope["method"], status, seconds)
+            REQUEST_METRICS.record(operation_id, scope.get("method", "GET"), status, seconds)
             if self.access_log and access_logger.isEnabledFor(logging.INFO):
                 _log_access(scope, request_id, operation_id, status, seconds)
             CURRENT_REQUEST.reset(token)
@@ -110,7 +114,7 @@ def _log_access(scope: Scope, request_id: str, operation_id: str, status: int, s
     path = scope["path"]
     if not path.isprintable():
         path = path.encode("unicode_escape").decode("ascii")  # a newline in a path must not start a log line
-    method = scope["method"]
+    method = scope.get("method", "GET")
     # Built and handed over directly: Logger.info would also look up its caller's file and line in the
     # stack, about a quarter of the line's cost, for fields no format here shows.
     record = access_logger.makeRecord(

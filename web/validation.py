@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import logging
+import math
 import re
 import typing as t
+from dataclasses import dataclass
 
 import fastjsonschema
 import orjson
 from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import BadRequestProblem, ExtraParameterProblem, ProblemException
+from connexion.exceptions import BadRequestProblem, ExtraParameterProblem, ProblemException, UnsupportedMediaTypeProblem
 from connexion.json_schema import Draft4RequestValidator, Draft4ResponseValidator
 from connexion.lifecycle import ConnexionRequest
 from connexion.utils import is_null, is_nullable
@@ -19,7 +22,7 @@ from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, JSONRe
 from jsonschema import Draft4Validator, ValidationError
 from jsonschema.validators import extend
 
-from providers.errors import FieldError
+from providers.errors import FieldError, problem_errors
 
 _FORMAT_CHECKER = Draft4Validator.FORMAT_CHECKER
 _logger = logging.getLogger(__name__)
@@ -45,14 +48,22 @@ def _no_nul(validator, expected_type, instance, schema):
         yield ValidationError("strings must not contain the NUL character (U+0000)")
 
 
+def _finite(validator, expected_type, instance, schema):
+    # JSON has no NaN or infinity, but a query parameter (`radius_km=nan`) or an Avro double can carry
+    # one, and every range check is false for NaN: `nan > 20038` lets it through.
+    if isinstance(instance, float) and not math.isfinite(instance):
+        yield ValidationError(f"{instance!r} is not a finite number")
+
+
 def _with_contract_rules(base):
     type_check = base.VALIDATORS["type"]
 
-    def type_and_no_nul(validator, expected_type, instance, schema):
+    def type_and_contract_rules(validator, expected_type, instance, schema):
         yield from type_check(validator, expected_type, instance, schema)
         yield from _no_nul(validator, expected_type, instance, schema)
+        yield from _finite(validator, expected_type, instance, schema)
 
-    return extend(base, {"pattern": _pattern, "type": type_and_no_nul})
+    return extend(base, {"pattern": _pattern, "type": type_and_contract_rules})
 
 
 RequestValidator = _with_contract_rules(Draft4RequestValidator)
@@ -90,7 +101,8 @@ class FastPathValidator:
     - patterns: fastjsonschema anchors every unescaped `$` at the very end (ECMA-262), as we do;
     - formats: it checks some that jsonschema skips (date-time, uri), which is only stricter, and a
       schema using a format jsonschema does check gets no pre-check at all;
-    - the NUL rule: any document whose JSON form has a `\\u0000` escape takes the full path.
+    - the NUL and finite-number rules: a document with a NUL in a string or a NaN or infinity takes
+      the full path.
     """
 
     def __init__(self, schema: dict, full: Draft4Validator) -> None:
@@ -109,9 +121,36 @@ class FastPathValidator:
             return False
         try:
             self._precheck(instance)
-            return b"\\u0000" not in orjson.dumps(instance)
         except Exception:  # noqa: BLE001 - whatever the pre-check cannot settle, jsonschema will
             return False
+        return _free_of_nul_and_non_finite(instance)
+
+
+def _free_of_nul_and_non_finite(document: t.Any) -> bool:
+    """Return True when no string (key or value) holds U+0000 and no number is NaN or infinite."""
+    if isinstance(document, str):
+        return "\x00" not in document
+    if isinstance(document, float):
+        return math.isfinite(document)
+    if not isinstance(document, (dict, list)):
+        return True
+    # The JSON form says it at C speed for the strings; orjson writes NaN and infinity as null, so floats
+    # are looked at one by one (a room has four).
+    try:
+        if b"\\u0000" in orjson.dumps(document):
+            return False
+    except orjson.JSONEncodeError:
+        return False  # nested beyond orjson's limit: the full path (and the depth limit) will say what is wrong
+    pending = [document]
+    while pending:
+        node = pending.pop()
+        for value in node.values() if isinstance(node, dict) else node:
+            if isinstance(value, float):
+                if not math.isfinite(value):
+                    return False
+            elif isinstance(value, (dict, list)):
+                pending.append(value)
+    return True
 
 
 def _precheck_for(schema: dict) -> t.Callable[[t.Any], t.Any] | None:
@@ -155,47 +194,144 @@ def _uses_checked_format(node: t.Any) -> bool:
     return any(_uses_checked_format(value) for key, value in node.items() if key not in _DATA_KEYWORDS)
 
 
-def field_errors(errors: t.Iterable[ValidationError], root: str = "$") -> list[FieldError]:
-    """Turn jsonschema errors into field errors with JSON paths, one per failing field."""
-    result: list[FieldError] = []
-    for error in errors:
-        base = root + error.json_path[1:]
-        if error.validator == "required":
-            # Point at the missing member, not at the object that lacks it.
-            missing = error.message.split("'")[1] if error.message.count("'") >= 2 else ""
-            result.append(FieldError(f"{base}.{missing}" if missing else base, error.message))
-        elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            allowed = set(error.schema.get("properties", {}))
-            for name in sorted(set(error.instance) - allowed):
-                result.append(FieldError(f"{base}.{name}", f"'{name}' is not a writable property here"))
-        else:
-            result.append(FieldError(base, error.message))
-    result.sort(key=lambda e: e.path)
-    return result
+@dataclass(frozen=True, slots=True)
+class InputLimits:
+    """Bounds on what a client's document can make the service walk and list (README, Limits)."""
+
+    max_json_depth: int = 32
+    max_problem_errors: int = 100
+
+    @property
+    def counted_errors(self) -> int:
+        """How many failing fields are counted before counting stops (the listed ones and more)."""
+        return self.max_problem_errors * 10
 
 
-def describe_errors(where: str, errors: list[FieldError]) -> str:
-    """Return the problem detail that summarises every failing field."""
-    noun = "error" if len(errors) == 1 else "errors"
-    return f"{len(errors)} validation {noun} in the {where}: " + "; ".join(f"{e.path}: {e.message}" for e in errors)
+DEFAULT_LIMITS = InputLimits()
+
+MAX_MESSAGE_CHARACTERS = 300
+"""A field error's path and message are cut to this length: a message quotes the failing value."""
 
 
-def validation_problem(where: str, errors: list[FieldError]) -> ProblemException:
-    """Build the 400 problem that lists every failing field."""
+def field_errors(errors: t.Iterable[ValidationError], root: str = "$",
+                 limits: InputLimits = DEFAULT_LIMITS) -> tuple[list[FieldError], int]:
+    """Turn jsonschema errors into field errors with JSON paths; return the first ones and how many were found.
+
+    At most `limits.max_problem_errors` are returned, in path order, and counting stops at
+    `limits.counted_errors`: jsonschema finds errors lazily, so a body with 100,000 bad members costs
+    no more than one with a thousand.
+    """
+    kept: list[FieldError] = []
+    total = 0
+    for error in itertools.islice(errors, limits.counted_errors):
+        for field_error in _field_errors_of(error, root):
+            total += 1
+            if len(kept) < limits.max_problem_errors:
+                kept.append(field_error)
+        if total >= limits.counted_errors:
+            break
+    kept.sort(key=lambda e: e.path)
+    return kept, total
+
+
+def _field_errors_of(error: ValidationError, root: str) -> t.Iterator[FieldError]:
+    base = root + error.json_path[1:]
+    if error.validator == "required":
+        # Point at the missing member, not at the object that lacks it.
+        missing = error.message.split("'")[1] if error.message.count("'") >= 2 else ""
+        yield _field_error(f"{base}.{missing}" if missing else base, error.message)
+    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        for name in sorted(set(error.instance) - allowed):
+            yield _field_error(f"{base}.{name}", f"'{name}' is not a writable property here")
+    else:
+        yield _field_error(base, error.message)
+
+
+def _field_error(path: str, message: str) -> FieldError:
+    return FieldError(_clipped(path), _clipped(message))
+
+
+def _clipped(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARACTERS else text[: MAX_MESSAGE_CHARACTERS - 1] + "…"
+
+
+DETAILED_ERRORS = 10
+"""How many failing fields the problem's `detail` spells out; `errors` lists the rest."""
+
+
+def describe_errors(where: str, errors: list[FieldError], total: int | None = None) -> str:
+    """Return the problem detail that summarises the failing fields (the first few; `errors` has the list)."""
+    total = len(errors) if total is None else total
+    noun = "error" if total == 1 else "errors"
+    shown = "; ".join(f"{e.path}: {e.message}" for e in errors[:DETAILED_ERRORS])
+    summary = f"{total} validation {noun} in the {where}: {shown}"
+    if total > len(errors):
+        summary = f"{total} or more validation errors in the {where}; the first {len(errors)} are listed: {shown}"
+    if len(errors) > DETAILED_ERRORS:
+        summary += f"; and {len(errors) - DETAILED_ERRORS} more in errors"
+    return summary
+
+
+def validation_problem(where: str, errors: list[FieldError], total: int | None = None) -> ProblemException:
+    """Build the 400 problem that lists the failing fields (all, or the first when there are too many)."""
+    total = len(errors) if total is None else total
     return ProblemException(
-        status=400,
-        title="Bad Request",
-        detail=describe_errors(where, errors),
-        ext={"errors": [{"path": e.path, "message": e.message} for e in errors]},
+        status=400, title="Bad Request", detail=describe_errors(where, errors, total), ext=problem_errors(errors, total),
     )
 
 
+def json_depth_exceeds(document: t.Any, limit: int) -> bool:
+    """Return True when `document` nests objects and arrays more than `limit` levels deep (checked without recursion)."""
+    pending = [(document, 1)]
+    while pending:
+        node, depth = pending.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        for child in children:
+            if isinstance(child, (dict, list)):
+                pending.append((child, depth + 1))
+    return False
+
+
+def too_deep(limits: InputLimits) -> BadRequestProblem:
+    """Return the 400 problem for a body nested beyond the limit."""
+    return BadRequestProblem(
+        detail=f"The request body nests objects and arrays more than {limits.max_json_depth} levels deep, "
+        f"the limit (APP_MAX_JSON_DEPTH)."
+    )
+
+
+def require_content_type(scope: dict) -> None:
+    """Refuse a body sent without a Content-Type (415): Connexion would guess one and the handler fail on it."""
+    has_body = False
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return
+        if name == b"content-length":
+            has_body = value not in (b"0", b"")
+    if has_body:
+        raise UnsupportedMediaTypeProblem(
+            detail="The request has a body but no Content-Type header; send the media type of the body "
+            "(the operation's requestBody in the spec lists those it accepts)."
+        )
+
+
 class AllErrorsJSONBodyValidator(JSONRequestBodyValidator):
-    """JSON body validator that lists every failing field and never answers 500 for bad bytes."""
+    """JSON body validator that lists the failing fields, bounds what it walks, and never answers 500 for bad bytes."""
+
+    limits = DEFAULT_LIMITS
 
     @property
     def _validator(self) -> FastPathValidator:
         return compiled_validator(self._schema)
+
+    async def wrap_receive(self, receive, *, scope):
+        require_content_type(scope)
+        return await super().wrap_receive(receive, scope=scope)
 
     async def _parse(self, stream, scope) -> t.Any:
         body = b"".join([message async for message in stream])
@@ -204,16 +340,24 @@ class AllErrorsJSONBodyValidator(JSONRequestBodyValidator):
         try:
             if self._encoding.lower().replace("-", "") != "utf8":
                 body = body.decode(self._encoding).encode()
-            return orjson.loads(body)
-        except (orjson.JSONDecodeError, UnicodeError, LookupError) as error:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as error:
+            if str(error).startswith("depth limit exceeded"):  # orjson's own limit, far above ours
+                raise too_deep(self.limits) from None
             raise BadRequestProblem(detail=f"The request body is not valid JSON: {error}") from None
+        except (UnicodeError, LookupError) as error:
+            raise BadRequestProblem(detail=f"The request body is not valid JSON: {error}") from None
+        # Before anything recursive sees it: jsonschema, the merge patch, the error messages' reprs.
+        if json_depth_exceeds(document, self.limits.max_json_depth):
+            raise too_deep(self.limits)
+        return document
 
     def _validate(self, body: t.Any) -> None:
         if body is None and not self._nullable:
             raise BadRequestProblem(detail="The request body must not be empty.")
-        errors = field_errors(self._validator.iter_errors(body))
+        errors, total = field_errors(self._validator.iter_errors(body), limits=self.limits)
         if errors:
-            raise validation_problem("request body", errors)
+            raise validation_problem("request body", errors, total)
 
 
 # Where a validated request keeps its parsed query and path parameters (a scope extension), so that the
@@ -224,6 +368,8 @@ RESOLVED_PARAMETERS = "roomservice.resolved_parameters"
 class AllErrorsParameterValidator(ParameterValidator):
     """Parameter validator that lists every failing parameter, with compiled schemas."""
 
+    limits = DEFAULT_LIMITS
+
     def validate_request(self, request: ConnexionRequest) -> None:
         if self.strict_validation:
             extra = self.validate_query_parameter_list(request, security_params=self.security_query_params)
@@ -233,7 +379,7 @@ class AllErrorsParameterValidator(ParameterValidator):
         sources = {
             "query": request.query_params,
             "path": request.path_params,
-            "header": request.headers,
+            "header": _CombinedHeaders(request.headers),
             "cookie": request.cookies,
         }
         for location, params in self.parameters.items():
@@ -244,7 +390,8 @@ class AllErrorsParameterValidator(ParameterValidator):
                 key = param["name"].replace("-", "_") if location == "path" else param["name"]
                 errors.extend(self._check(location, param, values.get(key)))
         if errors:
-            raise validation_problem("request parameters", errors)
+            listed = errors[: self.limits.max_problem_errors]
+            raise validation_problem("request parameters", listed, len(errors))
         # The handler's request would parse and coerce the same query string and path again.
         request.scope.setdefault("extensions", {})[RESOLVED_PARAMETERS] = (request.query_params, request.path_params)
 
@@ -256,7 +403,25 @@ class AllErrorsParameterValidator(ParameterValidator):
         if is_nullable(param) and is_null(value):
             return []
         schema = param.get("schema", param)
-        return [FieldError(path, error.message) for error in compiled_validator(schema).iter_errors(value)]
+        return [_field_error(path, error.message) for error in compiled_validator(schema).iter_errors(value)]
+
+
+class _CombinedHeaders:
+    """A request's header fields as the handler will read them: several lines of one name joined by commas.
+
+    Starlette's `get` returns the first line only, but the WSGI environ the Flask handler reads joins
+    them all (PEP 3333, a2wsgi), so a valid first `Idempotency-Key` line followed by a 300-character
+    second one was validated as the first and used as both.
+    """
+
+    def __init__(self, headers) -> None:
+        self._headers = headers
+
+    def get(self, name: str) -> str | None:
+        values = self._headers.getlist(name)
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else ",".join(values)
 
 
 class CompiledJSONResponseValidator(JSONResponseBodyValidator):
@@ -272,12 +437,13 @@ class CompiledJSONResponseValidator(JSONResponseBodyValidator):
         return super().wrap_send(send)
 
 
-def validator_map(avro_body: type | None = None) -> dict:
-    """Return Connexion's validator map with the all-errors and compiled validators (and Avro bodies) in place."""
+def validator_map(limits: InputLimits = DEFAULT_LIMITS, avro_body: type | None = None) -> dict:
+    """Return Connexion's validator map with the all-errors, bounded and compiled validators (and Avro bodies) in place."""
     body = MediaTypeDict(VALIDATOR_MAP["body"])
-    body["*/*json"] = AllErrorsJSONBodyValidator
+    body["*/*json"] = type("BoundedJSONBodyValidator", (AllErrorsJSONBodyValidator,), {"limits": limits})
     if avro_body is not None:
         body["application/avro"] = avro_body
     response = MediaTypeDict(VALIDATOR_MAP["response"])
     response["*/*json"] = CompiledJSONResponseValidator
-    return {"parameter": AllErrorsParameterValidator, "body": body, "response": response}
+    parameter = type("BoundedParameterValidator", (AllErrorsParameterValidator,), {"limits": limits})
+    return {"parameter": parameter, "body": body, "response": response}
