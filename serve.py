@@ -19,6 +19,7 @@ import uvicorn
 from providers.database import migrate
 from settings import ConfigurationError, Settings
 from web.logs import logging_config
+from web.server_protocol import BoundedHttpToolsProtocol
 
 logger = logging.getLogger("serve")
 
@@ -56,7 +57,10 @@ def main() -> int:
             port=settings.port,
             workers=settings.workers,
             loop="uvloop",
-            http="httptools",
+            # httptools with the request head bounded (APP_MAX_HEADER_BYTES, through uvicorn's own setting for h11)
+            # and problem documents for requests it cannot parse.
+            http=BoundedHttpToolsProtocol,
+            h11_max_incomplete_event_size=settings.max_header_bytes,
             # The service speaks no WebSocket: upgrade requests reach the app as plain HTTP and get a 400
             # problem (web.middleware.NoProtocolUpgrades) rather than a handshake the app cannot finish.
             ws="none",

@@ -29,6 +29,7 @@ class Settings:
     api_keys: frozenset[str] = field(default_factory=frozenset)
     max_body_bytes: int = 1024 * 1024
     # Hostile and odd input (README, Limits): bounds on what a client can make the service walk or list.
+    max_header_bytes: int = 64 * 1024
     max_json_depth: int = 32
     max_problem_errors: int = 100
     validate_responses: bool = False
@@ -60,6 +61,7 @@ class Settings:
             port=_int(environ, "APP_PORT", cls.port, minimum=1),
             api_keys=frozenset(k.strip() for k in environ.get("APP_API_KEYS", "").split(",") if k.strip()),
             max_body_bytes=_int(environ, "APP_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
+            max_header_bytes=_int(environ, "APP_MAX_HEADER_BYTES", cls.max_header_bytes, minimum=1024),
             max_json_depth=_int(environ, "APP_MAX_JSON_DEPTH", cls.max_json_depth, minimum=2),
             max_problem_errors=_int(environ, "APP_MAX_PROBLEM_ERRORS", cls.max_problem_errors, minimum=1),
             validate_responses=_bool(environ, "APP_VALIDATE_RESPONSES", cls.validate_responses),

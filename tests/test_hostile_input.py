@@ -153,6 +153,20 @@ def test_a_change_with_a_body_and_no_content_type_is_415_and_changes_nothing(cli
     assert client.get(f"/v1/items/{item['id']}").json() == item
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_a_compressed_body_is_415_and_never_inflated(client, auth, engine, encoding):
+    headers = {**auth, "Content-Type": "application/json", "Content-Encoding": encoding}
+    response = client.post("/v1/items", content=b"\x1f\x8b\x08\x00" + b"\x00" * 64, headers=headers)
+    assert "Content-Encoding" in assert_problem(response, 415)["detail"]
+    assert response.headers["accept-encoding"] == "identity"
+    assert count_rows(engine, "items") == 0
+
+
+def test_a_transfer_coding_other_than_chunked_is_400(client, auth):
+    headers = {**auth, "Content-Type": "application/json", "Transfer-Encoding": "gzip, chunked"}
+    assert "chunked" in assert_problem(client.post("/v1/items", content=b"{}", headers=headers), 400)["detail"]
+
+
 # --- crafted cursors: out-of-range numbers, NUL, unrepresentable timestamps ---------------------------------
 
 

@@ -47,6 +47,8 @@ def hostile_requests() -> list[tuple[str, dict]]:
             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})),
         ("an h2c upgrade with a body", dict(method="POST", url="/v1/items", content=b'{"name": "x"}', headers={
             **JSON, "Connection": "Upgrade, HTTP2-Settings", "Upgrade": "h2c", "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA"})),
+        ("a gzip-encoded body", dict(method="POST", url="/v1/items", content=b"\x1f\x8b\x08\x00", headers={
+            **JSON, "Content-Encoding": "gzip"})),
         ("an Idempotency-Key sent twice", dict(method="POST", url="/v1/items", content=b'{"name": "x"}', headers=[
             *JSON.items(), ("Idempotency-Key", "valid"), ("Idempotency-Key", "k" * 300)])),
     ]
@@ -122,3 +124,32 @@ def read_answer(connection: socket.socket) -> tuple[bytes, bytes]:
     while len(body) < length:
         body += connection.recv(65536)
     return head, body
+
+
+def test_a_request_head_over_the_limit_is_431_and_costs_no_memory(server):
+    pid = server.process.pid
+    before = rss_kib(pid)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        try:
+            for _ in range(200):  # 20 MB of one header field, unless the server stops listening first
+                connection.sendall(b"a" * 100_000)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        else:
+            raise AssertionError("the server read 20 MB of a header field")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+        head, body = read_answer(connection)
+    assert head.startswith(b"HTTP/1.1 431 ") and b"application/problem+json" in head
+    assert "APP_MAX_HEADER_BYTES" in json.loads(body)["detail"]
+    assert rss_kib(pid) - before < 16 * 1024
+    assert httpx.get(f"{server.url}/v1/health").status_code == 200
+
+
+def test_malformed_http_is_a_400_problem(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(b"FOO /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = read_answer(connection)
+    assert head.startswith(b"HTTP/1.1 400 ") and b"application/problem+json" in head
+    assert json.loads(body)["request_id"]
