@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     settings = settings or Settings.from_env()
     _quiet_connexion_logger()
     spec = load_spec()
-    limits = InputLimits(max_json_depth=settings.max_json_depth, max_problem_errors=settings.max_problem_errors)
+    limits = InputLimits(max_json_depth=settings.max_json_depth, max_json_values=settings.max_json_values,
+                         max_problem_errors=settings.max_problem_errors)
     contract = Contract(rules=ContractRules(spec, limits), schemas=AvroSchemas())
     injector = build_injector(settings, contract, overrides=modules)
     # Handlers block on the database, so Flask runs in these threads, not on the event loop (they start on use).

@@ -31,6 +31,7 @@ class Settings:
     # Hostile and odd input (README, Limits): bounds on what a client can make the service walk or list.
     max_header_bytes: int = 64 * 1024
     max_json_depth: int = 32
+    max_json_values: int = 10_000
     max_problem_errors: int = 100
     validate_responses: bool = False
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -63,6 +64,7 @@ class Settings:
             max_body_bytes=_int(environ, "APP_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
             max_header_bytes=_int(environ, "APP_MAX_HEADER_BYTES", cls.max_header_bytes, minimum=1024),
             max_json_depth=_int(environ, "APP_MAX_JSON_DEPTH", cls.max_json_depth, minimum=2),
+            max_json_values=_int(environ, "APP_MAX_JSON_VALUES", cls.max_json_values, minimum=100),
             max_problem_errors=_int(environ, "APP_MAX_PROBLEM_ERRORS", cls.max_problem_errors, minimum=1),
             validate_responses=_bool(environ, "APP_VALIDATE_RESPONSES", cls.validate_responses),
             workers=_int(environ, "APP_WORKERS", os.cpu_count() or 1, minimum=1),

@@ -199,6 +199,7 @@ class InputLimits:
     """Bounds on what a client's document can make the service walk and list (README, Limits)."""
 
     max_json_depth: int = 32
+    max_json_values: int = 10_000
     max_problem_errors: int = 100
 
     @property
@@ -281,20 +282,32 @@ def validation_problem(where: str, errors: list[FieldError], total: int | None =
     )
 
 
-def json_depth_exceeds(document: t.Any, limit: int) -> bool:
-    """Return True when `document` nests objects and arrays more than `limit` levels deep (checked without recursion)."""
+def beyond_json_limits(document: t.Any, limits: InputLimits) -> BadRequestProblem | None:
+    """Return the 400 problem for a document nested too deep or holding too many values, else None.
+
+    Walked without recursion, before anything recursive sees the document (jsonschema, the merge patch,
+    error messages' reprs), and bounding what jsonschema walks: it checks every member of an array even
+    after the array broke its `maxItems` (40,000 valid images in 1 MB took 0.9 s of a worker's event loop).
+    """
+    values = 0
     pending = [(document, 1)]
     while pending:
         node, depth = pending.pop()
         children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
         if children is None:
             continue
-        if depth > limit:
-            return True
+        if depth > limits.max_json_depth:
+            return too_deep(limits)
+        values += len(children)
+        if values > limits.max_json_values:
+            return BadRequestProblem(
+                detail=f"The request body holds more than {limits.max_json_values} values in its objects and "
+                f"arrays, the limit (APP_MAX_JSON_VALUES)."
+            )
         for child in children:
             if isinstance(child, (dict, list)):
                 pending.append((child, depth + 1))
-    return False
+    return None
 
 
 def too_deep(limits: InputLimits) -> BadRequestProblem:
@@ -347,9 +360,9 @@ class AllErrorsJSONBodyValidator(JSONRequestBodyValidator):
             raise BadRequestProblem(detail=f"The request body is not valid JSON: {error}") from None
         except (UnicodeError, LookupError) as error:
             raise BadRequestProblem(detail=f"The request body is not valid JSON: {error}") from None
-        # Before anything recursive sees it: jsonschema, the merge patch, the error messages' reprs.
-        if json_depth_exceeds(document, self.limits.max_json_depth):
-            raise too_deep(self.limits)
+        problem = beyond_json_limits(document, self.limits)
+        if problem is not None:
+            raise problem
         return document
 
     def _validate(self, body: t.Any) -> None:
