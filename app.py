@@ -32,11 +32,12 @@ from providers.availability import DatabaseOutages, Readiness, Stopping
 from settings import Settings
 from web.availability import register_availability_handlers, stopping_on_signals
 from web.avro_bodies import avro_body_validator
-from web.contract import SPEC_PATH, ContractRules, load_spec, with_path_parameters_in_operations
+from web.contract import ASYNCAPI_PATH, SPEC_PATH, ContractRules, load_spec, with_path_parameters_in_operations
 from web.flask_app import ServiceApp
 from web.injection import InjectingResolver
 from web.metrics import MetricsEndpoint, ServiceMetrics
 from web.middleware import (
+    AuthoredAsyncApi,
     AuthoredSpec,
     ControlCharactersInPath,
     NoProtocolUpgrades,
@@ -168,6 +169,7 @@ def _middleware_stack(settings: Settings) -> list:
         partial(RequestFraming, max_bytes=settings.max_body_bytes),
         partial(RootDocsAliases, base_path=BASE_PATH),
         partial(AuthoredSpec, spec_path=SPEC_PATH, base_path=BASE_PATH),
+        partial(AuthoredAsyncApi, document_path=ASYNCAPI_PATH, base_path=BASE_PATH),
         partial(SwaggerUIOnDocsPaths, base_path=BASE_PATH),
         RoutingMiddleware,
         SecurityMiddleware,

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Install the Node packages of clients/typescript (the generated TypeScript client and the Node Avro
-# consumer the tests run) with `npm ci`, when node_modules is missing or was installed from another
-# package-lock.json. A stamp holds the lock file's hash: file times change with every git checkout.
+# Install the Node packages of clients/typescript (the generated TypeScript client, the Node Avro
+# consumer and the AsyncAPI parser the tests run) with `npm ci`, when node_modules is missing or was
+# installed from another package-lock.json. A stamp holds the lock file's hash: file times change with every git checkout.
 set -euo pipefail
 cd "$(dirname "$0")/../clients/typescript"
 
 if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
   # Not fatal here, so the Python tests still run; the Node tests fail and say the same.
-  echo "WARNING: node and npm are needed by tests/test_typescript_client.py and tests/test_node_avro.py" \
+  echo "WARNING: node and npm are needed by tests/test_typescript_client.py, tests/test_node_avro.py" \
+       "and tests/test_asyncapi_document.py" \
        "(Node.js >= 20 with npm, e.g. apt-get install nodejs npm); those tests will fail." >&2
   exit 0
 fi

@@ -1,9 +1,10 @@
-"""Swagger UI and the spec are served offline, at the root and under /v1."""
+"""Swagger UI, the OpenAPI spec and the AsyncAPI document are served offline, at the root and under /v1."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 import yaml
@@ -66,3 +67,21 @@ def test_behind_a_proxy_the_served_spec_names_the_prefixed_server(app):
     with TestClient(app, root_path="/rooms-api") as proxied:
         assert proxied.get("/openapi.json").json()["servers"] == [{"url": "/rooms-api/v1"}]
         assert yaml.safe_load(proxied.get("/openapi.yaml").text)["servers"] == [{"url": "/rooms-api/v1"}]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("prefix", ["", "/v1"])
+def test_the_asyncapi_document_is_served_as_written_with_the_avro_schema_its_payload_refers_to(client, prefix):
+    source = (Path(__file__).resolve().parent.parent / "swagger" / "asyncapi.yaml").read_text(encoding="utf-8")
+    document = yaml.safe_load(source)
+    served_yaml = client.get(f"{prefix}/asyncapi.yaml")
+    assert served_yaml.status_code == 200 and served_yaml.text == source
+    served_json = client.get(f"{prefix}/asyncapi.json")
+    assert served_json.json() == document and list(served_json.json()) == list(document)
+    # The payload's relative $ref, resolved against the URL the document came from, is the file itself.
+    reference = document["components"]["messages"]["event"]["payload"]["schema"]["$ref"]
+    for document_url in (served_yaml.url, served_json.url):
+        schema = client.get(urljoin(str(document_url), reference))
+        assert schema.status_code == 200, urljoin(str(document_url), reference)
+        assert schema.content == (Path(__file__).resolve().parent.parent / "swagger" / reference).read_bytes()
+        assert schema.json()["name"] == "Event"

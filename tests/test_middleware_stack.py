@@ -74,7 +74,8 @@ def test_the_production_stack_serves_the_api_with_validation_and_security(produc
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-@pytest.mark.parametrize("path", ["/ui/", "/v1/ui/", "/openapi.json", "/v1/openapi.json", "/v1/openapi.yaml"])
+@pytest.mark.parametrize("path", ["/ui/", "/v1/ui/", "/openapi.json", "/v1/openapi.json", "/v1/openapi.yaml",
+                                  "/asyncapi.yaml", "/v1/asyncapi.json"])
 def test_the_production_stack_serves_the_docs(production_app, path):
     response = production_app.test_client().get(path)
     assert response.status_code == 200

@@ -12,6 +12,8 @@ from providers.errors import FieldError, InvalidInput
 from web.validation import DEFAULT_LIMITS, InputLimits, compiled_validator, describe_errors, field_errors
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "swagger" / "openapi.yaml"
+ASYNCAPI_PATH = SPEC_PATH.with_name("asyncapi.yaml")
+"""The AsyncAPI document of the events the relay publishes, beside the OpenAPI document."""
 
 
 def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:

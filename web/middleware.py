@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import orjson
 import yaml
@@ -274,3 +276,48 @@ class AuthoredSpec:
         else:
             content = self._yaml_text
         return Response(content, media_type="text/yaml")
+
+
+class AuthoredAsyncApi:
+    """Serve the events' AsyncAPI document as written at `/asyncapi.yaml` and `/asyncapi.json` (also under
+    the base path), and the files its relative `$ref`s name, at the URLs those references resolve to.
+
+    The message payload refers to `../schemas/roomservice.Event.avsc`: read from `/v1/asyncapi.yaml` (or
+    `/asyncapi.yaml`) that is `/schemas/roomservice.Event.avsc`, served here as the file itself, so the
+    document resolves the same from the repository and from the service, with one copy of the schema.
+    """
+
+    def __init__(self, app: ASGIApp, *, document_path: Path, base_path: str) -> None:
+        self.app = app
+        yaml_text = document_path.read_text(encoding="utf-8")
+        document = yaml.safe_load(yaml_text)
+        json_text = orjson.dumps(document)
+        self._routes: dict[str, Response] = {}
+        for prefix in ("", base_path):
+            self._routes[f"{prefix}/asyncapi.yaml"] = Response(yaml_text, media_type="text/yaml")
+            self._routes[f"{prefix}/asyncapi.json"] = Response(json_text, media_type="application/json")
+            for reference in _file_references(document):
+                referenced = (document_path.parent / reference).resolve()
+                content = referenced.read_bytes()
+                # A referenced .avsc is JSON; say so, so that clients parse it whatever its extension.
+                self._routes[urljoin(f"{prefix}/asyncapi.yaml", reference)] = Response(content, media_type="application/json")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = self._routes.get(scope["path"]) if scope["type"] == "http" else None
+        if response is None or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        await response(scope, receive, send)
+
+
+def _file_references(node) -> Iterator[str]:
+    """Every `$ref` in the document that names another file (a relative path without a fragment)."""
+    if isinstance(node, dict):
+        reference = node.get("$ref")
+        if isinstance(reference, str) and not reference.startswith("#") and "://" not in reference:
+            yield reference.split("#", 1)[0]
+        for value in node.values():
+            yield from _file_references(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _file_references(value)
