@@ -15,7 +15,6 @@ import math
 import os
 import threading
 import time
-from bisect import bisect_left
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,7 +37,6 @@ MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # Requests of this service take milliseconds; a long poll on /v1/events up to 30 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
-_UPPER_BOUNDS = (*LATENCY_BUCKETS, math.inf)
 UNROUTED = "none"
 """The operation_id label of a request the spec does not route: an unknown path, the docs, /metrics."""
 
@@ -74,9 +72,9 @@ def multiprocess_mode() -> bool:
 
 
 class RequestMetrics:
-    """Counts each answered request and its duration in plain Python; `flush` writes them to prometheus_client.
+    """Counts each answered request and keeps its duration in plain Python; `flush` hands them to prometheus_client.
 
-    A request costs a bisect, a lock and two dict updates here. Written straight through, the counter and
+    A request costs a lock, a dict update and a list append here. Written straight through, the counter and
     the histogram were three writes to memory-mapped files in multiprocess mode (about 25 Python calls, a
     third of what this telemetry added to a request); now the process's writer thread flushes once a second,
     and a scrape flushes its own process first. A worker killed outright loses its last second of counts.
@@ -85,8 +83,7 @@ class RequestMetrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str, int], int] = {}
-        # Per operation: observations per bucket (as prometheus_client keeps them, not cumulative), then their sum.
-        self._latency: dict[str, list[float]] = {}
+        self._durations: dict[str, list[float]] = {}
         self._counters: dict[tuple[str, str, int], Counter] = {}
         self._histograms: dict[str, Histogram] = {}
 
@@ -95,30 +92,24 @@ class RequestMetrics:
         if method not in KNOWN_METHODS:
             method = "other"  # any token is a method to HTTP; the label's values must stay few
         key = (operation_id, method, status)
-        bucket = bisect_left(_UPPER_BOUNDS, seconds)  # the first bucket whose bound is >= seconds ("le")
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + 1
-            cells = self._latency.get(operation_id)
-            if cells is None:
-                cells = self._latency[operation_id] = [0] * len(_UPPER_BOUNDS) + [0.0]
-            cells[bucket] += 1
-            cells[-1] += seconds
+            durations = self._durations.get(operation_id)
+            if durations is None:
+                durations = self._durations[operation_id] = []
+            durations.append(seconds)
 
     def flush(self) -> None:
-        """Write what was counted since the last flush to the counter and the histogram."""
+        """Write what was counted since the last flush to the counter and the histogram (public API only)."""
         with self._lock:
             counts, self._counts = self._counts, {}
-            latency, self._latency = self._latency, {}
+            durations, self._durations = self._durations, {}
         for key, count in counts.items():
             self._counter(key).inc(count)
-        for operation_id, cells in latency.items():
-            histogram = self._histogram(operation_id)
-            # prometheus_client's Histogram takes one observation at a time; its children keep a value per
-            # bucket and one for the sum, which is where observe() writes too (tests/test_metrics.py reads them back).
-            for bucket, count in enumerate(cells[:-1]):
-                if count:
-                    histogram._buckets[bucket].inc(count)
-            histogram._sum.inc(cells[-1])
+        for operation_id, seconds in durations.items():
+            observe = self._histogram(operation_id).observe
+            for value in seconds:
+                observe(value)
 
     def _counter(self, key: tuple[str, str, int]) -> Counter:
         counter = self._counters.get(key)
@@ -131,8 +122,6 @@ class RequestMetrics:
         histogram = self._histograms.get(operation_id)
         if histogram is None:
             histogram = self._histograms[operation_id] = LATENCY.labels(operation_id)
-            if histogram._upper_bounds != list(_UPPER_BOUNDS):
-                raise RuntimeError("prometheus_client's histogram buckets are not the ones counted here")
         return histogram
 
 
