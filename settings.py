@@ -43,6 +43,11 @@ class Settings:
     log_format: str = "text"
     access_log: bool = True
     idempotency_ttl_seconds: int = 24 * 60 * 60
+    # Avro bodies (contract/avro_bounds.py, docs/avro-limits.md); decoded bytes default to max_body_bytes.
+    avro_max_depth: int = 32
+    avro_max_values: int = 10_000
+    avro_max_schema_bytes: int = 64 * 1024
+    avro_max_decoded_bytes: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -73,6 +78,10 @@ class Settings:
             log_format=_choice(environ, "APP_LOG_FORMAT", cls.log_format, ("text", "json")),
             access_log=_bool(environ, "APP_ACCESS_LOG", cls.access_log),
             idempotency_ttl_seconds=_int(environ, "APP_IDEMPOTENCY_TTL_SECONDS", cls.idempotency_ttl_seconds, minimum=1),
+            avro_max_depth=_int(environ, "APP_AVRO_MAX_DEPTH", cls.avro_max_depth, minimum=1),
+            avro_max_values=_int(environ, "APP_AVRO_MAX_VALUES", cls.avro_max_values, minimum=1),
+            avro_max_schema_bytes=_int(environ, "APP_AVRO_MAX_SCHEMA_BYTES", cls.avro_max_schema_bytes, minimum=1),
+            avro_max_decoded_bytes=_int(environ, "APP_AVRO_MAX_DECODED_BYTES", None, minimum=1),
         )
 
 
