@@ -112,14 +112,12 @@ class AvroSchemas:
         self._by_fingerprint = {schema.fingerprint: schema for schema in self._schemas.values()}
         # Every decode of bytes from outside (bodies, stored events) is bounded by these limits first.
         self._reader = BoundedAvroReader(limits)
-        self._compiled: dict[str, tuple[list, dict[str, frozenset[str]]]] = {
-            name: _compiled(schema.document) for name, schema in self._schemas.items()
-        }
-
-    @property
-    def limits(self) -> AvroLimits:
-        """The limits every decode is held to."""
-        return self._reader.limits
+        self._roots: dict[str, list] = {}
+        self._named_kinds: dict[str, dict[str, frozenset[str]]] = {}
+        for name, schema in self._schemas.items():
+            named: dict[str, Any] = {}
+            self._roots[name] = compile_schema(fastavro.parse_schema(schema.document, named, _write_hint=False), named)
+            self._named_kinds[name] = named_kinds(named)
 
     def __iter__(self):
         return iter(self._schemas.values())
@@ -166,7 +164,7 @@ class AvroSchemas:
         schema = self._by_fingerprint.get(data[2:10].hex())
         if schema is None:
             raise AvroDecodeError(f"No schema has the fingerprint {data[2:10].hex()}.")
-        end, _ = self._reader.check_datum(self._compiled[schema.name][0], data, 10)
+        end, _ = self._reader.check_datum(self._roots[schema.name], data, 10)
         if end != len(data):
             raise AvroDecodeError("The Avro data is not readable: it holds bytes after its datum.")
         try:
@@ -184,8 +182,8 @@ class AvroSchemas:
         schema = self.get(name)
         writer, datum = self._reader.read_single_record(data, schema.name)
         mismatch = f"The body's writer schema {writer.name} cannot be read as {schema.name}: its types or names do not match."
-        ours = self._compiled[schema.name][1]
-        if any(writer.named_kinds[name] != ours[name] for name in writer.named_kinds.keys() & ours.keys()):
+        ours = self._named_kinds[schema.name]
+        if any(writer.named_kinds[type_name] != ours[type_name] for type_name in writer.named_kinds.keys() & ours.keys()):
             raise AvroDecodeError(mismatch)
         try:
             record = fastavro.schemaless_reader(io.BytesIO(datum), writer.parsed, schema.parsed)
@@ -204,11 +202,6 @@ class AvroSchemas:
         if not isinstance(record, dict):
             raise AvroDecodeError(mismatch)
         return from_datum(schema.document, record)
-
-
-def _compiled(document: dict[str, Any]) -> tuple[list, dict[str, frozenset[str]]]:
-    named: dict[str, Any] = {}
-    return compile_schema(fastavro.parse_schema(document, named, _write_hint=False), named), named_kinds(named)
 
 
 def to_datum(schema: Mapping[str, Any], entity: Mapping[str, Any]) -> dict[str, Any]:

@@ -274,7 +274,7 @@ class BoundedAvroReader:
             )
         try:
             document = json.loads(document_text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise AvroDecodeError(_unreadable("its writer schema is not JSON")) from None
         if count_named_types(document) > MAX_NAMED_TYPES:
             raise AvroDecodeError(f"The body's writer schema defines more than {MAX_NAMED_TYPES} named types.")

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from app import avro_limits, create_app, dispose_app
 from contract.avro import AvroDecodeError, to_datum
-from settings import Settings
+from settings import ConfigurationError, Settings
 from tests.conftest import API_KEY, BACKENDS, fresh_database
 from tests.entity_check import EntityCheckingClient
 from tests.factories import new_room
@@ -246,6 +246,10 @@ def test_the_limits_are_settings_read_from_the_environment():
         "APP_AVRO_MAX_DECODED_BYTES": "65536",
     })
     assert dataclasses.astuple(avro_limits(settings)) == (8, 500, 4096, 65536)
+    with pytest.raises(ConfigurationError, match="APP_AVRO_MAX_DEPTH must be at most 100"):
+        Settings.from_env({"APP_AVRO_MAX_DEPTH": "101"})
+    with pytest.raises(ConfigurationError, match="APP_AVRO_MAX_VALUES must be at least 1"):
+        Settings.from_env({"APP_AVRO_MAX_VALUES": "0"})
     defaults = Settings.from_env({"APP_MAX_BODY_BYTES": "2048"})
     assert avro_limits(defaults).max_decoded_bytes == 2048  # by default, the body limit
     assert dataclasses.astuple(avro_limits(defaults))[:3] == (32, 10_000, 65_536)
