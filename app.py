@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 
 from composition import Contract, build_injector
 from contract.avro import AvroSchemas
+from contract.avro_bounds import AvroLimits
 from providers.availability import DatabaseOutages, Readiness, Stopping
 from settings import Settings
 from web.availability import register_availability_handlers, stopping_on_signals
@@ -73,7 +74,7 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     spec = load_spec()
     limits = InputLimits(max_json_depth=settings.max_json_depth, max_json_values=settings.max_json_values,
                          max_problem_errors=settings.max_problem_errors)
-    contract = Contract(rules=ContractRules(spec, limits), schemas=AvroSchemas())
+    contract = Contract(rules=ContractRules(spec, limits), schemas=AvroSchemas(limits=avro_limits(settings)))
     injector = build_injector(settings, contract, overrides=modules)
     # Handlers block on the database, so Flask runs in these threads, not on the event loop (they start on use).
     handler_threads = ThreadPoolExecutor(max_workers=settings.handler_threads, thread_name_prefix="handler")
@@ -108,6 +109,16 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     app.injector = injector
     app.metrics = metrics
     return app
+
+
+def avro_limits(settings: Settings) -> AvroLimits:
+    """Return the limits on Avro bodies from the settings (decoded bytes default to the body size limit)."""
+    return AvroLimits(
+        max_depth=settings.avro_max_depth,
+        max_values=settings.avro_max_values,
+        max_schema_bytes=settings.avro_max_schema_bytes,
+        max_decoded_bytes=settings.avro_max_decoded_bytes or settings.max_body_bytes,
+    )
 
 
 def flask_app() -> Flask:

@@ -49,6 +49,11 @@ class Settings:
     log_format: str = "text"
     access_log: bool = True
     idempotency_ttl_seconds: int = 24 * 60 * 60
+    # Avro bodies (contract/avro_bounds.py, docs/avro-limits.md); decoded bytes default to max_body_bytes.
+    avro_max_depth: int = 32
+    avro_max_values: int = 10_000
+    avro_max_schema_bytes: int = 64 * 1024
+    avro_max_decoded_bytes: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -86,6 +91,11 @@ class Settings:
             log_format=_choice(environ, "APP_LOG_FORMAT", cls.log_format, ("text", "json")),
             access_log=_bool(environ, "APP_ACCESS_LOG", cls.access_log),
             idempotency_ttl_seconds=_int(environ, "APP_IDEMPOTENCY_TTL_SECONDS", cls.idempotency_ttl_seconds, minimum=1),
+            # Schemas 4 JSON levels a level deep go through recursive parsers (json, fastavro): keep them shallow.
+            avro_max_depth=_int(environ, "APP_AVRO_MAX_DEPTH", cls.avro_max_depth, minimum=1, maximum=100),
+            avro_max_values=_int(environ, "APP_AVRO_MAX_VALUES", cls.avro_max_values, minimum=1),
+            avro_max_schema_bytes=_int(environ, "APP_AVRO_MAX_SCHEMA_BYTES", cls.avro_max_schema_bytes, minimum=1),
+            avro_max_decoded_bytes=_int(environ, "APP_AVRO_MAX_DECODED_BYTES", None, minimum=1),
         )
 
 
@@ -104,7 +114,7 @@ def database_url_from_env(environ: Mapping[str, str]) -> str:
     return f"postgresql+psycopg2://{credentials}@{host}:{port}/{database}"
 
 
-def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
     raw = environ.get(name)
     if raw is None or raw == "":
         return default
@@ -114,6 +124,8 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int) -
         raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigurationError(f"{name} must be at most {maximum}, got {value}")
     return value
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -139,6 +140,61 @@ def no_telemetry() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def unbounded_avro_decoding() -> Iterator[None]:
+    """Avro bodies read by fastavro alone, as before contract/avro_bounds.py: the container read twice (once for
+    the writer's name), no limits checked first, the writer schema parsed on every request."""
+    import io
+
+    import fastavro
+
+    import contract.avro
+    from contract.avro import AvroDecodeError, from_datum
+
+    def decode_single(self, name, data):
+        schema = self.get(name)
+        try:
+            fastavro.reader(io.BytesIO(data)).writer_schema.get("name", "?")  # read for the error message
+            records = []
+            for record in fastavro.reader(io.BytesIO(data), reader_schema=schema.parsed):
+                records.append(record)
+                if len(records) > 1:
+                    break
+        except Exception as error:  # noqa: BLE001 - as before: any failure is the client's
+            raise AvroDecodeError(f"The body is not a readable Avro object container file: {error}") from None
+        if len(records) != 1:
+            raise AvroDecodeError("not exactly one record")
+        return from_datum(schema.document, records[0])
+
+    with _replaced(contract.avro.AvroSchemas, "decode_single", decode_single):
+        yield
+
+
+@contextlib.contextmanager
+def avro_decoded_in_a_thread() -> Iterator[None]:
+    """Not an undo but the alternative measured and not taken: each Avro body decoded in a worker thread
+    (`anyio.to_thread.run_sync`) instead of on the event loop (web/avro_bodies.py)."""
+    import anyio
+
+    import app as app_module
+    from web.avro_bodies import AVRO_RECORD_KEY
+
+    on_the_loop = app_module.avro_body_validator
+
+    def in_a_thread(schemas, rules):
+        class ThreadedAvroRequestBodyValidator(on_the_loop(schemas, rules)):
+            async def _parse(self, stream, scope):
+                data = b"".join([message async for message in stream])
+                if not data:
+                    return None
+                return await anyio.to_thread.run_sync(schemas.decode_single, self._schema[AVRO_RECORD_KEY], data)
+
+        return ThreadedAvroRequestBodyValidator
+
+    with _replaced(app_module, "avro_body_validator", in_a_thread):
+        yield
+
+
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "a2wsgi_bridge": a2wsgi_bridge,
     "decorated_per_request": decorated_per_request,
@@ -147,6 +203,8 @@ VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "stdlib_json_columns": stdlib_json_columns,
     "rows_read_by_name": rows_read_by_name,
     "no_telemetry": no_telemetry,
+    "unbounded_avro_decoding": unbounded_avro_decoding,
+    "avro_decoded_in_a_thread": avro_decoded_in_a_thread,
 }
 
 
@@ -169,15 +227,29 @@ def requests_for(scenario: str, ids: list[str], cities: list[str], prefix: str, 
             yield "GET", "/v1/rooms", f"city={cities[number % len(cities)]}&limit=20", b""
         elif scenario == "health":
             yield "GET", "/v1/health", "", b""
+        elif scenario == "create_room_avro":
+            yield "POST", "/v1/rooms", "", _avro_room(ROOM | {"url": f"https://bench.example.com/{prefix}/{number}"})
         else:
             body = json.dumps(ROOM | {"url": f"https://bench.example.com/{prefix}/{number}"}).encode()
             yield "POST", "/v1/rooms", "", body
+
+
+@functools.cache
+def _schemas():
+    from contract.avro import AvroSchemas
+
+    return AvroSchemas()
+
+
+def _avro_room(room: dict) -> bytes:
+    return _schemas().encode_container("NewRoom", [room])
 
 
 class AsgiDriver:
     """Calls an ASGI app the way a server would, one request at a time, on one event loop."""
 
     accept = b"application/json"
+    content_type = b"application/json"
 
     def __init__(self, app) -> None:
         self.app = app
@@ -190,7 +262,7 @@ class AsgiDriver:
     async def _call(self, method: str, path: str, query: str, body: bytes) -> int:
         headers = [(b"host", b"127.0.0.1"), (b"x-api-key", API_KEY.encode()), (b"accept", self.accept)]
         if body:
-            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            headers += [(b"content-type", self.content_type), (b"content-length", str(len(body)).encode())]
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
             "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
@@ -219,6 +291,12 @@ class AvroDriver(AsgiDriver):
     """AsgiDriver that asks for Avro, as the get_room_avro scenario of bench/run.py does."""
 
     accept = b"application/avro"
+
+
+class AvroBodyDriver(AsgiDriver):
+    """AsgiDriver that sends its bodies as Avro container files (the create_room_avro scenario)."""
+
+    content_type = b"application/avro"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             undone = app.create_app()
         print(f"service as it is against the service with {options.variant} ({undo.__doc__.strip()})")
         for scenario in options.scenarios.split(","):
-            driver = AvroDriver if scenario == "get_room_avro" else AsgiDriver
+            driver = {"get_room_avro": AvroDriver, "create_room_avro": AvroBodyDriver}.get(scenario, AsgiDriver)
             kind = "get_room" if scenario == "get_room_avro" else scenario
             targets = {"as is": (driver(as_is), contextlib.nullcontext), "undone": (driver(undone), undo)}
             cpu: dict[str, list[float]] = {name: [] for name in targets}

@@ -13,17 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+from fastavro.read import SchemaResolutionError
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
+
+from contract.avro_bounds import (
+    DEFAULT_LIMITS,
+    AvroDecodeError,
+    AvroLimits,
+    BoundedAvroReader,
+    compile_schema,
+    named_kinds,
+    short,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = PROJECT_ROOT / "schemas"
 HISTORY_DIR = SCHEMAS_DIR / "history"
 NAMESPACE = "roomservice"
 AVRO_MEDIA_TYPE = "application/avro"
-
-
-class AvroDecodeError(ValueError):
-    """A client's Avro bytes cannot be read as exactly one record of the expected schema."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,9 @@ def _zigzag_varint(value: int) -> bytes:
 class AvroSchemas:
     """Every schema of the service, loaded and parsed once at start-up."""
 
-    def __init__(self, schemas_dir: Path = SCHEMAS_DIR, history_dir: Path = HISTORY_DIR) -> None:
+    def __init__(
+        self, schemas_dir: Path = SCHEMAS_DIR, history_dir: Path = HISTORY_DIR, limits: AvroLimits = DEFAULT_LIMITS
+    ) -> None:
         self._schemas: dict[str, AvroSchema] = {}
         self._headers: dict[str, bytes] = {}
         for path in sorted(schemas_dir.glob("*.avsc")):
@@ -101,6 +110,14 @@ class AvroSchemas:
             parsed = fastavro.parse_schema(document, _write_hint=True)
             self._schemas[name] = AvroSchema(name, document, parsed, canonical, fp, version, released)
         self._by_fingerprint = {schema.fingerprint: schema for schema in self._schemas.values()}
+        # Every decode of bytes from outside (bodies, stored events) is bounded by these limits first.
+        self._reader = BoundedAvroReader(limits)
+        self._roots: dict[str, list] = {}
+        self._named_kinds: dict[str, dict[str, frozenset[str]]] = {}
+        for name, schema in self._schemas.items():
+            named: dict[str, Any] = {}
+            self._roots[name] = compile_schema(fastavro.parse_schema(schema.document, named, _write_hint=False), named)
+            self._named_kinds[name] = named_kinds(named)
 
     def __iter__(self):
         return iter(self._schemas.values())
@@ -147,36 +164,44 @@ class AvroSchemas:
         schema = self._by_fingerprint.get(data[2:10].hex())
         if schema is None:
             raise AvroDecodeError(f"No schema has the fingerprint {data[2:10].hex()}.")
-        datum = fastavro.schemaless_reader(io.BytesIO(data[10:]), schema.parsed, None)
+        end, _ = self._reader.check_datum(self._roots[schema.name], data, 10)
+        if end != len(data):
+            raise AvroDecodeError("The Avro data is not readable: it holds bytes after its datum.")
+        try:
+            datum = fastavro.schemaless_reader(io.BytesIO(data[10:]), schema.parsed, None)
+        except Exception:  # noqa: BLE001 - not UTF-8, or a value its logical type cannot hold
+            raise AvroDecodeError("The Avro data is not readable: a value is not valid for its type.") from None
         return schema, from_datum(schema.document, datum)
 
     def decode_single(self, name: str, data: bytes) -> dict[str, Any]:
         """Read exactly one record from a container file, resolving its writer schema against ours.
 
-        Returns the record in API JSON shape; raises AvroDecodeError saying what is wrong.
+        Returns the record in API JSON shape; raises AvroDecodeError saying what is wrong (and which limit
+        was hit: the container and its record are checked against `limits` before fastavro reads them).
         """
         schema = self.get(name)
-        writer_name = "?"
+        writer, datum = self._reader.read_single_record(data, schema.name)
+        mismatch = f"The body's writer schema {writer.name} cannot be read as {schema.name}: its types or names do not match."
+        ours = self._named_kinds[schema.name]
+        if any(writer.named_kinds[type_name] != ours[type_name] for type_name in writer.named_kinds.keys() & ours.keys()):
+            raise AvroDecodeError(mismatch)
         try:
-            writer_name = fastavro.reader(io.BytesIO(data)).writer_schema.get("name", "?")
-            reader = fastavro.reader(io.BytesIO(data), reader_schema=schema.parsed)
-            records = []
-            for record in reader:
-                records.append(record)
-                if len(records) > 1:
-                    break
-        except fastavro.read.SchemaResolutionError as error:
+            record = fastavro.schemaless_reader(io.BytesIO(datum), writer.parsed, schema.parsed)
+        except SchemaResolutionError as error:
             reason = str(error)
-            reason = "its types or names do not match" if reason.startswith("Schema mismatch") else reason[:200]
+            # fastavro's "schema mismatch" messages dump both schemas whole; its others name a field of ours.
+            if reason.lower().startswith("schema mismatch"):
+                raise AvroDecodeError(mismatch) from None
             raise AvroDecodeError(
-                f"The body's writer schema {writer_name} cannot be read as {schema.name}: {reason}."
+                f"The body's writer schema {writer.name} cannot be read as {schema.name}: {short(reason, 120)}."
             ) from None
-        except Exception as error:  # noqa: BLE001 - any failure here is a property of the client's bytes
-            raise AvroDecodeError(f"The body is not a readable Avro object container file: {error}") from None
-        if len(records) != 1:
-            count = "no records" if not records else "more than one record"
-            raise AvroDecodeError(f"The body must hold exactly one {schema.name} record; it holds {count}.")
-        return from_datum(schema.document, records[0])
+        except UnicodeDecodeError:
+            raise AvroDecodeError("The body's record cannot be read: a string is not valid UTF-8.") from None
+        except Exception:  # noqa: BLE001 - a value its logical type cannot hold (a uuid, a timestamp, a decimal)
+            raise AvroDecodeError("The body's record cannot be read: a value is not valid for its type.") from None
+        if not isinstance(record, dict):
+            raise AvroDecodeError(mismatch)
+        return from_datum(schema.document, record)
 
 
 def to_datum(schema: Mapping[str, Any], entity: Mapping[str, Any]) -> dict[str, Any]:

@@ -87,3 +87,18 @@ def test_a_request_the_parser_refuses_is_a_400_problem(connection):
     protocol.data_received(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Bad: a\x00b\r\n\r\n")
     head, problem = answer(transport)
     assert head.startswith(b"HTTP/1.1 400 ") and problem["title"] == "Bad Request" and problem["request_id"]
+
+
+def test_a_body_that_arrives_with_its_head_does_not_count_as_head(connection):
+    loop, protocol, transport = connection
+    body = b"x" * 20_000
+    protocol.data_received(b"POST /v1/items HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert transport.written.startswith(b"HTTP/1.1 200 OK"), transport.written[:200]
+
+
+def test_a_whole_head_over_the_limit_in_one_read_is_431(connection):
+    _loop, protocol, transport = connection
+    protocol.data_received(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n")
+    head, problem = answer(transport)
+    assert head.startswith(b"HTTP/1.1 431 ") and problem["status"] == 431 and transport.closed

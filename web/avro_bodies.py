@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typing as t
 
-from connexion.exceptions import BadRequestProblem
+from connexion.exceptions import BadRequestProblem, ProblemException
 from connexion.validators import AbstractRequestBodyValidator
 from starlette.datastructures import MutableHeaders
 
@@ -15,6 +15,7 @@ from web.validation import require_content_type, validation_problem
 
 AVRO_RECORD_KEY = "x-avro-record"
 """Extension in the spec's application/avro body schema naming the Avro record (and OpenAPI component)."""
+_TITLES = {400: "Bad Request", 413: "Content Too Large", 415: "Unsupported Media Type"}
 
 
 def avro_body_validator(schemas: AvroSchemas, rules: ContractRules) -> type[AbstractRequestBodyValidator]:
@@ -33,7 +34,7 @@ def avro_body_validator(schemas: AvroSchemas, rules: ContractRules) -> type[Abst
             try:
                 return schemas.decode_single(record, data)
             except AvroDecodeError as error:
-                raise BadRequestProblem(detail=str(error)) from None
+                raise ProblemException(status=error.status, title=_TITLES[error.status], detail=str(error)) from None
 
         def _validate(self, body: t.Any) -> None:
             if body is None:

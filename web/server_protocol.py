@@ -9,8 +9,9 @@ Requests the parser refuses (a malformed line, a NUL in a header, an unknown met
 `application/problem+json` shape as every other error, with a request id, instead of uvicorn's text.
 
 What it relies on of uvicorn 0.54's `HttpToolsProtocol` (docs/library-internals.md lists it):
-`data_received`, the parser callbacks `on_message_begin` and `on_headers_complete`, `send_400_response`,
-and `transport`; `tests/test_server_protocol.py` fails if they move.
+`data_received`, the parser callbacks `on_message_begin`, `on_url`, `on_header` and `on_headers_complete`,
+`send_400_response` (called when a callback raises), and `transport`; `tests/test_server_protocol.py`
+fails if they move.
 """
 
 from __future__ import annotations
@@ -27,36 +28,59 @@ logger = logging.getLogger("uvicorn.error")
 DEFAULT_MAX_HEAD_BYTES = 64 * 1024
 
 
+class HeadTooLarge(Exception):
+    """Raised from the parser's callbacks when the request head grows past the bound."""
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """httptools with the request head bounded by uvicorn's `h11_max_incomplete_event_size`."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._max_head_bytes = self.config.h11_max_incomplete_event_size or DEFAULT_MAX_HEAD_BYTES
-        self._head_bytes = 0
+        self._head_bytes = 0  # the URL and header fields parsed so far, exactly
+        self._unparsed_head_bytes = 0  # what the parser holds of a head not yet complete
         self._reading_head = True
+        self._head_too_large = False
 
     def data_received(self, data: bytes) -> None:
-        if self._reading_head:
-            # Counted before the parser buffers them; a request that begins mid-chunk is counted from its
-            # next chunk on, so the bound holds to within one read.
-            self._head_bytes += len(data)
-            if self._head_bytes > self._max_head_bytes:
-                self._refuse_head()
-                return
+        reading_head = self._reading_head
         super().data_received(data)
+        if reading_head and self._reading_head and not self.transport.is_closing():
+            # Still no complete header field: the parser buffers it whole, so a field that never ends is
+            # bounded here, to within one read.
+            self._unparsed_head_bytes += len(data)
+            if self._unparsed_head_bytes > self._max_head_bytes:
+                self._refuse_head()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._reading_head = True
+        self._head_bytes = self._unparsed_head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
-        self._head_bytes = 0
         super().on_headers_complete()
 
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self._max_head_bytes:
+            self._head_too_large = True
+            raise HeadTooLarge  # httptools stops parsing; uvicorn answers through send_400_response
+
     def send_400_response(self, msg: str) -> None:
-        self._send_problem(400, "Bad Request", msg)
+        if self._head_too_large:
+            self._refuse_head()
+        else:
+            self._send_problem(400, "Bad Request", msg)
 
     def _refuse_head(self) -> None:
         if self.transport.is_closing():
