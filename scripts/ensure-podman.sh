@@ -4,7 +4,8 @@
 # project's machines; podman from Debian's packages does (docs/deploy.md, "How the suite runs it").
 set -euo pipefail
 
-PACKAGES=(podman runc mmdebstrap containernetworking-plugins iptables)
+# netavark and aardvark-dns: container networks with DNS, so compose services reach each other by name.
+PACKAGES=(podman runc mmdebstrap netavark aardvark-dns iptables)
 missing=()
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
