@@ -71,11 +71,13 @@ bench-avro: $(VENV)/.runtime
 migrate: $(VENV)/.runtime
 	$(BIN)/python -c "from providers.database import migrate; from settings import Settings; migrate(Settings.from_env().database_url)"
 
-## system-deps: PostgreSQL, RabbitMQ and Chromium (+ chromedriver) for the tests (apt-get when missing and root)
+## system-deps: PostgreSQL, RabbitMQ, Chromium (+ chromedriver) and podman (+ runc, mmdebstrap) for the tests
+## (apt-get when missing and root)
 system-deps:
 	@bash scripts/ensure-postgres.sh
 	@bash scripts/ensure-rabbitmq.sh
 	@bash scripts/ensure-chromium.sh
+	@bash scripts/ensure-podman.sh
 
 clean:
 	rm -rf $(VENV) var .pytest_cache clients/python clients/typescript/node_modules clients/typescript/generated

@@ -186,3 +186,7 @@ def pytest_runtest_makereport(item, call):
     if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI: {report.longrepr}"
+
+
+# The container tests' images (tests/test_container_image.py, tests/test_compose.py): built once per input change.
+from tests.containers import postgres_image, python_base_image, rabbitmq_image, rooms_image  # noqa: E402, F401
