@@ -61,6 +61,7 @@ bench: $(VENV)/.runtime system-deps
 soak: $(VENV)/.runtime
 	@bash scripts/ensure-postgres.sh
 	@bash scripts/ensure-rabbitmq.sh
+	@bash scripts/ensure-nginx.sh
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 ## bench-avro: encode/decode rate and size of a page of 100 rooms, Avro vs JSON (updates bench/RESULTS.md)
@@ -71,10 +72,11 @@ bench-avro: $(VENV)/.runtime
 migrate: $(VENV)/.runtime
 	$(BIN)/python -c "from providers.database import migrate; from settings import Settings; migrate(Settings.from_env().database_url)"
 
-## system-deps: PostgreSQL, RabbitMQ and Chromium (+ chromedriver) for the tests (apt-get when missing and root)
+## system-deps: PostgreSQL, RabbitMQ, nginx and Chromium (+ chromedriver) for the tests (apt-get when missing and root)
 system-deps:
 	@bash scripts/ensure-postgres.sh
 	@bash scripts/ensure-rabbitmq.sh
+	@bash scripts/ensure-nginx.sh
 	@bash scripts/ensure-chromium.sh
 
 clean:
