@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from providers.database import migrate
 from tests.conftest import API_KEY
@@ -28,13 +29,19 @@ HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @pytest.fixture(scope="module")
-def service(postgres_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    """serve.py with JSON logs and a 4 KiB body limit, on a database of its own."""
+def service_database(postgres_admin_url: str) -> Iterator[str]:
+    """A migrated PostgreSQL database of its own."""
     with scratch_database(postgres_admin_url, "rooms_nginx") as url:
         migrate(url, configure_logging=False)
-        log = tmp_path_factory.mktemp("nginx-service") / "serve.log"
-        with ServeProcess(url, log, APP_MAX_BODY_BYTES=str(MAX_BODY_BYTES), APP_LOG_FORMAT="json") as server:
-            yield server
+        yield url
+
+
+@pytest.fixture(scope="module")
+def service(service_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """serve.py with JSON logs and a 4 KiB body limit."""
+    log = tmp_path_factory.mktemp("nginx-service") / "serve.log"
+    with ServeProcess(service_database, log, APP_MAX_BODY_BYTES=str(MAX_BODY_BYTES), APP_LOG_FORMAT="json") as server:
+        yield server
 
 
 @pytest.fixture
@@ -183,3 +190,24 @@ def test_without_a_live_replica_nginx_answers_502_as_problem_json_for_reads_and_
         assert [(e["upstream_addr"], e["upstream_connect_time"]) for e in entries] == [
             (", ".join(dead), "-, -"), ("rooms_service", "-"), ("rooms_service", "-")]
         assert nginx.error_log_text().count("no live upstreams") == 2
+
+
+def test_the_services_own_503_passes_through_nginx_untouched(service, proxy, service_database):
+    engine = sa.create_engine(service_database)
+    with engine.begin() as connection:
+        head = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+        # The migrations look one behind: /v1/ready answers 503 with Retry-After, its own problem.
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
+    try:
+        with client_from("127.0.0.1", proxy.url) as client:
+            answer = client.get("/v1/ready")
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text("UPDATE alembic_version SET version_num = :head"), {"head": head})
+        engine.dispose()
+
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "5"  # the service's APP_RETRY_AFTER_SECONDS
+    # The service's problem, not nginx's page for a 503 of its own.
+    assert answer.json()["detail"] == f"The database's migrations are behind: current 0001, head {head}."
+    assert wait_for(lambda: nginx_entry(proxy, answer.headers["X-Request-ID"]))["upstream_status"] == "503"
