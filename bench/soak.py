@@ -252,6 +252,7 @@ class Client(threading.Thread):
             self.connection.close()
         if self.connection is None:
             source = (self.source_address, 0) if self.source_address else None
+            # Longer than nginx's proxy_read_timeout (40 s), so a proxy's 504 arrives before the client gives up.
             self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60, source_address=source)
         began = time.perf_counter()
         etag = None
@@ -362,8 +363,11 @@ def read_question(client: Client) -> None:
 
 
 def create(client: Client, kind: str, path: str, body: dict) -> tuple[int, Any]:
-    """POST a create, half of them with an Idempotency-Key; one with a key is sent again while its outcome is
-    unknown (no answer, or a proxy's 502/504), as the key allows: it is applied once whatever happened."""
+    """POST a create, half of them with an Idempotency-Key; return its (last) status and body.
+
+    A create with a key is sent again while its outcome is unknown (no answer, or a proxy's 502/504), as
+    the key allows: it is applied once whatever happened to the earlier attempts.
+    """
     if client.rng.random() >= 0.5:
         return client.request(kind, "POST", path, body)[:2]
     headers = {"Idempotency-Key": f"{client.run_token}-{client.number}-{client.serial}-{kind}"}
@@ -692,8 +696,10 @@ def run(options: argparse.Namespace, started: Started) -> int:
 def drive(options: argparse.Namespace, started: Started, step, *, database_url: str, amqp_url: str,
           room_ids: list[str], item_ids: list[str], log_dir: Path, exchange: str = EXCHANGE,
           queue: str = QUEUE) -> Observations:
-    """Consume the exchange, start the service and the relay (or the fleet), load them while the faults of
-    `options` happen, wait for the relay to drain, and return what the clients and the consumer saw.
+    """Load the service and relay (or the fleet) while the faults happen; return what clients and consumer saw.
+
+    It consumes the exchange through a queue of its own, starts the processes, runs the clients while the
+    faults of `options` happen, and waits until the relay has drained.
 
     The database must be migrated and seeded (room_ids, item_ids). The broker is restarted only if
     `started.broker` is set and options.restart_at > 0; PostgreSQL is stopped only if `started.postgres`
@@ -1052,9 +1058,12 @@ def resent_writes(obs: Observations) -> list[Record]:
 
 
 def in_failure_window(obs: Observations, record: Record, proxied: dict[str, dict]) -> bool:
-    """The documented failure window (docs/scaling.md): a 502 to a POST or PATCH that was in flight on an instance
-    when it was killed (or sent down one of its connections before nginx saw them close), which nginx must not
-    send to another instance because the killed one may have applied it."""
+    """Whether the answer falls in the documented failure window (docs/scaling.md).
+
+    That is a 502 to a POST or PATCH in flight on an instance when it was killed (or sent down one of its
+    connections before nginx saw them close): nginx must not send it to another instance, because the
+    killed one may have applied it.
+    """
     if record.status != 502 or record.method not in NOT_RESENT or record.request_id not in proxied:
         return False
     attempts = proxy_attempts(proxied[record.request_id])
@@ -1116,6 +1125,7 @@ def check_failover_only_when_safe(obs: Observations) -> Check:
 
 
 def check_killed_instance_back(obs: Observations) -> Check:
+    """Each killed instance answered requests through nginx again after its restart."""
     if not obs.instance_kills:
         return Check("the killed instance served again after its restart", False, "no instance was killed")
     details, passed = [], True
@@ -1129,6 +1139,7 @@ def check_killed_instance_back(obs: Observations) -> Check:
 
 
 def check_relay_takeover(obs: Observations) -> Check:
+    """The killed relay held the publishing turn, and new events were delivered after its death."""
     if not obs.relay_kills:
         return Check("the relay holding the turn was killed and publishing went on", False, "no relay was killed")
     details, passed = [], True
@@ -1436,7 +1447,7 @@ def save_raw(obs: Observations) -> None:
     with gzip.open(LOG_DIR / "requests.jsonl.gz", "wt") as out:
         for r in obs.records:
             out.write(json.dumps({"at": round(r.at, 4), "kind": r.kind, "method": r.method, "path": r.path,
-                                  "status": r.status, "ms": round(r.latency_ms, 3)}) + "\n")
+                                  "status": r.status, "ms": round(r.latency_ms, 3), "request_id": r.request_id}) + "\n")
     with gzip.open(LOG_DIR / "deliveries.jsonl.gz", "wt") as out:
         for d in obs.deliveries:
             out.write(json.dumps({"at": round(d.at, 4), "message_id": d.message_id, "position": d.position,
