@@ -1,4 +1,5 @@
-"""The scale-out proof, short: two service instances behind nginx and two relays, under load and faults.
+"""The scale-out proof, short: two service instances behind nginx and two relays, under load and faults; and
+what nginx does, by method, with a request in flight on a replica that dies.
 
 The soak's replicas mode (`make soak SOAK_ARGS="--replicas 2"`, bench/soak.py and bench/replicas.py) in
 about 20 s of load instead of 5 minutes, on the suite's PostgreSQL (a database of its own) and RabbitMQ
