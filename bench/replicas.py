@@ -121,14 +121,17 @@ class Fleet:
                  exchange: str, api_key: str, env: dict[str, str], log_dir: Path, nginx_rate: int = 50,
                  nginx_burst: int = 100, nginx_workers: int = 1) -> None:
         self.log_dir = log_dir
-        base = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}  # each instance makes its own
+        base = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         self.instances = []
         for letter in string.ascii_lowercase[:instances]:
             port = free_port()
             self.instances.append(Server(
                 f"service-{letter}", [sys.executable, "serve.py"],
                 base | {"DATABASE_URL": database_url, "APP_API_KEYS": api_key, "APP_PORT": str(port),
-                        "APP_ADDRESS": "127.0.0.1", "APP_WORKERS": str(workers), "APP_LOG_FORMAT": "json"},
+                        "APP_ADDRESS": "127.0.0.1", "APP_WORKERS": str(workers), "APP_LOG_FORMAT": "json",
+                        # One per instance, in the log folder: serve.py removes a temporary one only when it
+                        # stops normally, and a killed instance would leave it behind.
+                        "PROMETHEUS_MULTIPROC_DIR": str(log_dir / f"metrics-service-{letter}")},
                 port, log_dir))
         self.relays = [
             Process(f"relay-{number}", [sys.executable, "relay.py"],

@@ -148,7 +148,11 @@ class ThrowawayNginx:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> ThrowawayNginx:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # a refused configuration must not leave its folder behind
+            raise
         return self
 
     def __exit__(self, *exc) -> None:

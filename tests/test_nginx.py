@@ -144,17 +144,21 @@ def test_a_burst_from_one_client_gets_429_problems_with_retry_after_while_anothe
     with ThrowawayNginx([f"127.0.0.1:{service.port}"], max_body_bytes=MAX_BODY_BYTES, rate_per_second=rate,
                         burst=burst) as nginx:
         with client_from("127.0.0.2", nginx.url) as greedy, client_from("127.0.0.3", nginx.url) as modest:
+            began = time.monotonic()
             burst_answers = [greedy.get("/v1/health") for _ in range(12)]
+            took = time.monotonic() - began
             modest_answers = [modest.get("/v1/health") for _ in range(burst + 1)]
             time.sleep(1.1)  # what Retry-After asks for: one request's worth of the rate has come back
             after_waiting = greedy.get("/v1/health")
 
         statuses = [answer.status_code for answer in burst_answers]
-        # nodelay: the first request and the burst go through at once, everything after is refused.
-        assert statuses == [200] * (burst + 1) + [429] * (12 - burst - 1)
+        # nodelay: the first request and the burst go through at once, the rest is refused but for what the
+        # rate gave back while they were sent (none when the twelve take under half a second, as they do).
+        assert statuses[:burst + 1] == [200] * (burst + 1) and set(statuses) == {200, 429}
+        assert statuses.count(200) <= burst + 1 + int(took * rate)
         assert [answer.status_code for answer in modest_answers] == [200] * (burst + 1)
         assert after_waiting.status_code == 200
-        for refused in burst_answers[burst + 1:]:
+        for refused in [answer for answer in burst_answers if answer.status_code == 429]:
             assert refused.headers["Content-Type"] == "application/problem+json"
             assert refused.headers["Retry-After"] == "1"
             assert refused.json() == {
@@ -164,7 +168,7 @@ def test_a_burst_from_one_client_gets_429_problems_with_retry_after_while_anothe
             }
         entries = wait_for(lambda: len(nginx.access_entries()) == 12 + burst + 2 and nginx.access_entries())
         assert {e["remote_addr"] for e in entries} == {"127.0.0.2", "127.0.0.3"}
-        refused_ids = {answer.headers["X-Request-ID"] for answer in burst_answers[burst + 1:]}
+        refused_ids = {answer.headers["X-Request-ID"] for answer in burst_answers if answer.status_code == 429}
         assert all(e["upstream_addr"] == "" for e in entries if e["request_id"] in refused_ids)
         served = {record["request_id"] for record in access_lines(service.log)}
         assert not refused_ids & served  # a refused request costs the service nothing
