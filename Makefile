@@ -61,6 +61,7 @@ bench: $(VENV)/.runtime system-deps
 soak: $(VENV)/.runtime
 	@bash scripts/ensure-postgres.sh
 	@bash scripts/ensure-rabbitmq.sh
+	@bash scripts/ensure-nginx.sh
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 ## bench-avro: encode/decode rate and size of a page of 100 rooms, Avro vs JSON (updates bench/RESULTS.md)
@@ -71,11 +72,12 @@ bench-avro: $(VENV)/.runtime
 migrate: $(VENV)/.runtime
 	$(BIN)/python -c "from providers.database import migrate; from settings import Settings; migrate(Settings.from_env().database_url)"
 
-## system-deps: PostgreSQL, RabbitMQ, Chromium (+ chromedriver) and podman (+ runc, mmdebstrap) for the tests
+## system-deps: PostgreSQL, RabbitMQ, nginx, Chromium (+ chromedriver) and podman (+ runc, mmdebstrap) for the tests
 ## (apt-get when missing and root)
 system-deps:
 	@bash scripts/ensure-postgres.sh
 	@bash scripts/ensure-rabbitmq.sh
+	@bash scripts/ensure-nginx.sh
 	@bash scripts/ensure-chromium.sh
 	@bash scripts/ensure-podman.sh
 

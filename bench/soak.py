@@ -16,12 +16,26 @@ the broker is restarted once in the middle while the load goes on. When the load
 - zero 5xx answers and zero failed connections; a stale If-Match is always refused with 412;
 - the service and the relay stayed up, and deliveries resumed after the broker restart.
 
+With `--replicas N` (N >= 2) the same load goes through nginx (deploy/nginx/rooms.conf.template) to N
+service instances, with two relays taking turns (bench/replicas.py); each client connects from a loopback
+address of its own, so nginx's per-address rate limit applies to each as to a real client. Besides the
+broker restart, one instance is killed with SIGKILL and started again, and the relay holding the publishing
+turn is killed and started again. Then also:
+
+- nginx passed a request to a second instance only when that cannot apply it twice: a POST or PATCH only
+  if the first instance never received it (its connection was refused), and no POST or PATCH is in two
+  instances' access logs;
+- no 5xx answer but a 502 to a POST or PATCH in flight on the instance when it was killed (the documented
+  failure window, docs/scaling.md), and the killed instance served again once restarted;
+- the relay holding the turn was killed, and the other one went on publishing.
+
 It writes the report to bench/SOAK.md (with the date and commit; runs accumulate in its run history),
 prints it, stops everything it started (also on failure or Ctrl-C) and exits 1 if any check failed.
 
     .venv/bin/python bench/soak.py                   # the default run, about 5 minutes of load
     .venv/bin/python bench/soak.py --duration 60     # a short run
     .venv/bin/python bench/soak.py --db-outage 10    # also stop PostgreSQL for 10 s (503s allowed then only)
+    .venv/bin/python bench/soak.py --replicas 2      # two instances behind nginx, two relays, and their faults
 """
 
 from __future__ import annotations
@@ -59,6 +73,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 import pika  # noqa: E402
 import pika.exceptions  # noqa: E402
 
+from bench.replicas import Fleet, Process, relay_holding_turn  # noqa: E402
 from bench.run import CITIES, PROVIDERS, Server, exit_on_signals, seed_database, stepper  # noqa: E402
 from tests.postgres import ThrowawayPostgres, free_port  # noqa: E402
 from tests.rabbitmq import ThrowawayRabbitMQ  # noqa: E402
@@ -71,7 +86,14 @@ HISTORY_HEADING = "## Run history"
 IDLE_RECONNECT_SECONDS = 2.0  # uvicorn closes idle keep-alive connections after 5 s: reconnect well before
 MIN_POOL = 50  # deletes leave at least this many rooms/items in the pools that reads and updates pick from
 WRITE_KINDS = {"create_room", "create_item", "create_question", "patch_room", "patch_room_stale", "put_item",
-               "put_item_stale", "delete_room", "delete_item", "delete_question"}
+               "put_item_stale", "delete_room", "delete_item", "delete_question", "retry_create_room",
+               "retry_create_item"}
+DELETE_KINDS = {"delete_room": "room", "delete_item": "item", "delete_question": "question"}
+# Answers after which a write may or may not have been applied: none at all, or a proxy's 502 or 504
+# (the service itself never answers either).
+UNKNOWN_OUTCOME = {0, 502, 504}
+KEY_RETRIES = 3  # a create with an Idempotency-Key is sent this many times at most while its outcome is unknown
+KILL_WINDOW_SLACK = 1.0  # s after a kill in which nginx may still send a request down a connection it has not seen die
 
 logging.getLogger("pika").setLevel(logging.CRITICAL)  # it logs every refused reconnect during the restart
 
@@ -89,6 +111,7 @@ class Record(NamedTuple):
     latency_ms: float
     at: float  # seconds since the load began
     body: bytes | None  # kept for 5xx answers and failed connections only
+    request_id: str = ""  # the X-Request-ID the client sent (nginx and the service log it)
 
 
 class Write(NamedTuple):
@@ -131,6 +154,15 @@ class Observations:
     db_outage: dict[str, float] = field(default_factory=dict)  # at, until (seconds since the load began)
     load_seconds: float = 0.0
     drain_seconds: float = 0.0
+    expect_broker_restart: bool = True
+    key_retries: int = 0  # creates sent again with their Idempotency-Key after an unknown outcome
+    # --replicas: the instances behind nginx, the relays, and what was done to them
+    replicas: int = 1
+    instance_kills: list[dict] = field(default_factory=list)  # at, name, upstream, back_at (s since the load began)
+    relay_kills: list[dict] = field(default_factory=list)  # at, name, held_turn, back_at
+    proxy_log: list[dict] = field(default_factory=list)  # nginx's access log, each entry with its start `at`
+    instances: dict[str, str] = field(default_factory=dict)  # nginx's upstream address -> instance name
+    served_by: dict[str, list[str]] = field(default_factory=dict)  # request id -> instances that logged it
 
 
 # --------------------------------------------------------------------------- shared pools of ids
@@ -172,9 +204,11 @@ class Client(threading.Thread):
     question_codes = itertools.count(1)  # shared by every client: a code is created once per run
 
     def __init__(self, number: int, *, port: int, api_key: str, pools: Pools, run_token: str, started: float,
-                 deadline: float, stop: threading.Event, interval: float, max_requests: int, seed: int) -> None:
+                 deadline: float, stop: threading.Event, interval: float, max_requests: int, seed: int,
+                 source_address: str | None = None) -> None:
         super().__init__(name=f"soak-client-{number}", daemon=True)
         self.number, self.port, self.api_key, self.pools = number, port, api_key, pools
+        self.source_address = source_address  # the loopback address its connections come from (behind nginx)
         self.run_token, self.started, self.deadline, self.stop = run_token, started, deadline, stop
         self.interval, self.max_requests = interval, max_requests
         self.rng = random.Random(seed * 1000 + number)
@@ -188,6 +222,7 @@ class Client(threading.Thread):
         self.stale_accepted: list[str] = []
         self.stale_attempts = 0
         self.page_violations: list[str] = []
+        self.key_retries = 0
         self.crash: str | None = None
 
     # ---- plumbing
@@ -212,10 +247,13 @@ class Client(threading.Thread):
             headers.setdefault("Content-Type", "application/json")
         if method != "GET":
             headers["X-API-Key"] = self.api_key
+        request_id = headers["X-Request-ID"] = f"{self.run_token}-{self.number}-{len(self.records)}"
         if self.connection is not None and time.perf_counter() - self.last_used > IDLE_RECONNECT_SECONDS:
             self.connection.close()
         if self.connection is None:
-            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            source = (self.source_address, 0) if self.source_address else None
+            # Longer than nginx's proxy_read_timeout (40 s), so a proxy's 504 arrives before the client gives up.
+            self.connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60, source_address=source)
         began = time.perf_counter()
         etag = None
         try:
@@ -231,9 +269,9 @@ class Client(threading.Thread):
         ended = time.perf_counter()
         self.last_used = ended
         record = Record(kind, method, path, status, (ended - began) * 1000, began - self.started,
-                        answer[:2000] if status == 0 or status >= 500 else None)
+                        answer[:2000] if status == 0 or status >= 500 else None, request_id)
         self.records.append(record)
-        if status == 0 and kind in WRITE_KINDS:
+        if status in UNKNOWN_OUTCOME and kind in WRITE_KINDS:
             self.unanswered_writes.append(record)
         parsed = None
         if answer and 200 <= status < 300:
@@ -324,8 +362,26 @@ def read_question(client: Client) -> None:
         client.request("get_question", "GET", f"/v1/questions/{code}")
 
 
+def create(client: Client, kind: str, path: str, body: dict) -> tuple[int, Any]:
+    """POST a create, half of them with an Idempotency-Key; return its (last) status and body.
+
+    A create with a key is sent again while its outcome is unknown (no answer, or a proxy's 502/504), as
+    the key allows: it is applied once whatever happened to the earlier attempts.
+    """
+    if client.rng.random() >= 0.5:
+        return client.request(kind, "POST", path, body)[:2]
+    headers = {"Idempotency-Key": f"{client.run_token}-{client.number}-{client.serial}-{kind}"}
+    status, created, _ = client.request(kind, "POST", path, body, headers)
+    for _ in range(KEY_RETRIES - 1):
+        if status not in UNKNOWN_OUTCOME:
+            break
+        client.key_retries += 1
+        status, created, _ = client.request(f"retry_{kind}", "POST", path, body, headers)
+    return status, created
+
+
 def create_room(client: Client) -> None:
-    status, room, _ = client.request("create_room", "POST", "/v1/rooms", client.new_room())
+    status, room = create(client, "create_room", "/v1/rooms", client.new_room())
     if status == 201:
         client.acknowledged("room.created", room["id"])
         client.pools.add("room", room["id"])
@@ -334,7 +390,7 @@ def create_room(client: Client) -> None:
 def create_item(client: Client) -> None:
     client.serial += 1
     body = {"name": f"Soak item {client.run_token}-{client.number}-{client.serial}"}
-    status, item, _ = client.request("create_item", "POST", "/v1/items", body)
+    status, item = create(client, "create_item", "/v1/items", body)
     if status == 201:
         client.acknowledged("item.created", str(item["id"]))
         client.pools.add("item", str(item["id"]))
@@ -422,14 +478,25 @@ OPERATIONS = [  # (operation, weight): about two thirds of the requests read, on
 # --------------------------------------------------------------------------- the consumer
 
 
-def declare_queue(amqp_url: str) -> None:
+def declare_queue(amqp_url: str, exchange: str = EXCHANGE, queue: str = QUEUE) -> None:
     """Declare the relay's exchange and a durable queue bound to every routing key, before any write."""
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     try:
         channel = connection.channel()
-        channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
-        channel.queue_declare(QUEUE, durable=True)
-        channel.queue_bind(QUEUE, EXCHANGE, routing_key="#")
+        channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+        channel.queue_declare(queue, durable=True)
+        channel.queue_bind(queue, exchange, routing_key="#")
+    finally:
+        connection.close()
+
+
+def delete_queue(amqp_url: str, exchange: str, queue: str) -> None:
+    """Delete a queue and exchange that declare_queue made on a broker that outlives the run (the suite's)."""
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = connection.channel()
+        channel.queue_delete(queue)
+        channel.exchange_delete(exchange)
     finally:
         connection.close()
 
@@ -437,8 +504,9 @@ def declare_queue(amqp_url: str) -> None:
 class Consumer(threading.Thread):
     """Consumes the queue, recording every delivery before acking it; reconnects while the broker is away."""
 
-    def __init__(self, amqp_url: str) -> None:
+    def __init__(self, amqp_url: str, queue: str = QUEUE) -> None:
         super().__init__(name="soak-consumer", daemon=True)
+        self.queue = queue
         self.parameters = pika.URLParameters(amqp_url)
         self.parameters.connection_attempts = 1
         self.parameters.socket_timeout = 5
@@ -458,7 +526,7 @@ class Consumer(threading.Thread):
                 connected_before = True
                 channel = connection.channel()
                 channel.basic_qos(prefetch_count=200)
-                for method, properties, body in channel.consume(QUEUE, inactivity_timeout=0.25):
+                for method, properties, body in channel.consume(self.queue, inactivity_timeout=0.25):
                     if method is not None:
                         self.deliveries.append(Delivery(
                             properties.message_id, (properties.headers or {}).get("position"), method.routing_key,
@@ -481,36 +549,6 @@ class Consumer(threading.Thread):
 
 
 # --------------------------------------------------------------------------- processes
-
-
-class Process:
-    """A child process in its own process group (the relay), logging to a file."""
-
-    def __init__(self, name: str, command: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name, self.command, self.env, self.log_path = name, command, env, log_path
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command, env=self.env, cwd=PROJECT_ROOT, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
-
-    def exited(self) -> int | None:
-        return None if self.process is None else self.process.poll()
-
-    def stop(self) -> None:
-        """SIGTERM to the group, SIGKILL after 30 s."""
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.process = None
 
 
 def stop_postgres_keeping_data(postgres: ThrowawayPostgres) -> None:
@@ -546,6 +584,7 @@ class Started:
     consumer: Consumer | None = None
     service: Server | None = None
     relay: Process | None = None
+    fleet: Fleet | None = None  # --replicas: instead of the one service and relay
     clients: list[Client] = field(default_factory=list)
     stop_load: threading.Event = field(default_factory=threading.Event)
 
@@ -561,7 +600,7 @@ class Started:
             keep_log(self.broker.log_path, "broker.log")
         if self.postgres is not None:
             keep_log(self.postgres.root / "postgres.log", "postgres.log")
-        for stop in (self.relay and self.relay.stop, self.service and self.service.stop,
+        for stop in (self.relay and self.relay.stop, self.service and self.service.stop, self.fleet and self.fleet.stop,
                      self.broker and self.broker.stop, self.postgres and self.postgres.stop):
             if stop:
                 try:
@@ -618,7 +657,6 @@ def run(options: argparse.Namespace, started: Started) -> int:
 
     step = stepper()
     facts = run_facts()
-    api_key, run_token = "soak-" + secrets.token_hex(8), secrets.token_hex(4)
     shutil.rmtree(LOG_DIR, ignore_errors=True)
     LOG_DIR.mkdir(parents=True)
 
@@ -630,51 +668,113 @@ def run(options: argparse.Namespace, started: Started) -> int:
     _, _, seeded = database_state(url)
     item_ids = sorted(seeded["item"], key=int)
 
-    step("starting RabbitMQ; declaring the exchange and a durable queue bound to '#', consuming it")
+    step("starting RabbitMQ")
     started.broker = ThrowawayRabbitMQ()
     amqp_url = started.broker.start()
-    declare_queue(amqp_url)
-    started.consumer = Consumer(amqp_url)
+
+    observations = drive(options, started, step, database_url=url, amqp_url=amqp_url, room_ids=room_ids,
+                         item_ids=item_ids, log_dir=LOG_DIR)
+    if options.corrupt:
+        corrupt(observations, options.corrupt, url)
+    observe_database(observations, url)
+
+    checks = run_checks(observations)
+    save_raw(observations)
+    relay_log = (started.fleet.relay_log_text() if started.fleet is not None
+                 else (LOG_DIR / "relay.log").read_text(errors="replace"))
+    facts["relay_retries"] = relay_log.count("Broker unavailable")
+    facts["relay_db_retries"] = relay_log.count("Database unavailable")
+    report = render_report(options, facts, observations, checks)
+    previous = options.output.read_text() if options.output.exists() else ""
+    options.output.write_text(with_history(report, previous, history_line(options, facts, observations, checks)))
+    print()
+    print(report, flush=True)
+    step(f"wrote {options.output.relative_to(PROJECT_ROOT) if options.output.is_relative_to(PROJECT_ROOT) else options.output}")
+    return 0 if all(check.passed for check in checks) else 1
+
+
+def drive(options: argparse.Namespace, started: Started, step, *, database_url: str, amqp_url: str,
+          room_ids: list[str], item_ids: list[str], log_dir: Path, exchange: str = EXCHANGE,
+          queue: str = QUEUE) -> Observations:
+    """Load the service and relay (or the fleet) while the faults happen; return what clients and consumer saw.
+
+    It consumes the exchange through a queue of its own, starts the processes, runs the clients while the
+    faults of `options` happen, and waits until the relay has drained.
+
+    The database must be migrated and seeded (room_ids, item_ids). The broker is restarted only if
+    `started.broker` is set and options.restart_at > 0; PostgreSQL is stopped only if `started.postgres`
+    is set and options.db_outage > 0. What it starts goes into `started`, for the caller to stop.
+    """
+    step("declaring the exchange and a durable queue bound to '#', consuming it")
+    declare_queue(amqp_url, exchange, queue)
+    started.consumer = Consumer(amqp_url, queue)
     started.consumer.start()
 
+    api_key, run_token = "soak-" + secrets.token_hex(8), secrets.token_hex(4)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("APP_", "RELAY_", "AMQP_", "SOAK_")) and k != "DATABASE_URL"}
-    env |= {"DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
-    port = free_port()
-    step(f"starting the service (serve.py, {options.workers} workers) and the relay (relay.py)")
-    started.service = Server("service", [sys.executable, "serve.py"],
-                             env | {"APP_API_KEYS": api_key, "APP_PORT": str(port), "APP_ADDRESS": "127.0.0.1",
-                                    "APP_WORKERS": str(options.workers)}, port, LOG_DIR)
-    started.service.start("/v1/health")
-    started.relay = Process("relay", [sys.executable, "relay.py"],
-                            env | {"AMQP_URL": amqp_url, "RELAY_EXCHANGE": EXCHANGE}, LOG_DIR / "relay.log")
-    started.relay.start()
+    env |= {"PYTHONUNBUFFERED": "1"}
+    if options.replicas > 1:
+        step(f"starting {options.replicas} service instances (serve.py, {options.workers} workers each) behind nginx, "
+             f"and {options.relays} relays")
+        started.fleet = Fleet(instances=options.replicas, workers=options.workers, relays=options.relays,
+                              database_url=database_url, amqp_url=amqp_url, exchange=exchange, api_key=api_key,
+                              env=env, log_dir=log_dir, nginx_rate=options.nginx_rate, nginx_burst=options.nginx_burst,
+                              nginx_workers=options.nginx_workers)
+        started.fleet.start()
+        port = started.fleet.port
+    else:
+        port = free_port()
+        step(f"starting the service (serve.py, {options.workers} workers) and the relay (relay.py)")
+        started.service = Server("service", [sys.executable, "serve.py"],
+                                 env | {"DATABASE_URL": database_url, "APP_API_KEYS": api_key, "APP_PORT": str(port),
+                                        "APP_ADDRESS": "127.0.0.1", "APP_WORKERS": str(options.workers)}, port, log_dir)
+        started.service.start("/v1/health")
+        started.relay = Process("relay", [sys.executable, "relay.py"],
+                                env | {"DATABASE_URL": database_url, "AMQP_URL": amqp_url, "RELAY_EXCHANGE": exchange},
+                                log_dir / "relay.log")
+        started.relay.start()
 
     pools = Pools(room_ids, item_ids)
     interval = options.threads / options.rate if options.rate > 0 else 0.0
     load_began = time.perf_counter()
+    load_began_wall = time.time()
     deadline = load_began + options.duration
     started.clients = [
         Client(n, port=port, api_key=api_key, pools=pools, run_token=run_token, started=load_began,
                deadline=deadline, stop=started.stop_load, interval=interval,
-               max_requests=options.max_requests // options.threads, seed=options.seed)
+               max_requests=options.max_requests // options.threads, seed=options.seed,
+               # Behind nginx each client is a client address of its own, as real clients are.
+               source_address=f"127.0.0.{10 + n}" if options.replicas > 1 else None)
         for n in range(options.threads)
     ]
     rate = f"up to {options.rate:g} req/s" if options.rate > 0 else "unpaced"
-    step(f"load: {options.threads} client threads, {rate}, for {options.duration} s; the broker restarts at "
-         f"{options.duration * options.restart_at:.0f} s"
-         + (f", PostgreSQL stops for {options.db_outage} s at {options.duration * 0.75:.0f} s"
-            if options.db_outage else ""))
+    restart_broker = started.broker is not None and options.restart_at > 0
+    faults = [f"the broker restarts at {options.duration * options.restart_at:.0f} s"] if restart_broker else []
+    if started.postgres is not None and options.db_outage:
+        faults.append(f"PostgreSQL stops for {options.db_outage} s at {options.duration * 0.75:.0f} s")
+    if options.replicas > 1:
+        faults += [f"service-a is killed at {options.duration * options.kill_at:.0f} s and started "
+                   f"{options.down_for:g} s later",
+                   f"the relay holding the turn is killed at {options.duration * options.relay_kill_at:.0f} s"]
+    step(f"load: {options.threads} client threads, {rate}, for {options.duration} s"
+         + (f"; {', '.join(faults)}" if faults else ""))
     for client in started.clients:
         client.start()
 
-    observations = Observations()
+    observations = Observations(expect_broker_restart=restart_broker, replicas=options.replicas)
     restart_at = load_began + options.duration * options.restart_at
-    outage_at = load_began + options.duration * 0.75 if options.db_outage else None
+    outage_at = load_began + options.duration * 0.75 if started.postgres is not None and options.db_outage else None
+    kill_at = load_began + options.duration * options.kill_at if options.replicas > 1 else None
+    relay_kill_at = load_began + options.duration * options.relay_kill_at if options.replicas > 1 else None
     next_progress = load_began + 30
+
+    def since_load() -> float:
+        return time.perf_counter() - load_began
+
     while any(client.is_alive() for client in started.clients):
         now = time.perf_counter()
-        if not observations.broker_restart and now >= restart_at:
+        if restart_broker and not observations.broker_restart and now >= restart_at:
             print(f"    [{now - load_began:5.1f} s] restarting the broker ...", flush=True)
             began = time.perf_counter()
             started.broker.restart()
@@ -692,9 +792,34 @@ def run(options: argparse.Namespace, started: Started) -> int:
             observations.db_outage = {"at": down - load_began, "until": time.perf_counter() - load_began}
             print(f"    [{observations.db_outage['until']:5.1f} s] PostgreSQL is back", flush=True)
             continue
-        for name, exited in (("service", started.service.process.poll()), ("relay", started.relay.exited())):
-            if exited is not None and not any(e.startswith(name) for e in observations.process_exits):
-                observations.process_exits.append(f"{name} exited with {exited} at {now - load_began:.0f} s")
+        if kill_at is not None and not observations.instance_kills and now >= kill_at:
+            fleet = started.fleet
+            kill = {"at": since_load(), "name": fleet.instances[0].name, "upstream": fleet.upstream(0)}
+            fleet.kill_instance(0)
+            print(f"    [{kill['at']:5.1f} s] killed {kill['name']} (SIGKILL to its process group)", flush=True)
+            observations.instance_kills.append(kill)
+            time.sleep(options.down_for)
+            fleet.restart_instance(0)
+            kill["back_at"] = since_load()
+            print(f"    [{kill['back_at']:5.1f} s] {kill['name']} is ready again", flush=True)
+            continue
+        if relay_kill_at is not None and not observations.relay_kills and now >= relay_kill_at:
+            fleet = started.fleet
+            holder, mid_batch = relay_holding_turn(database_url, timeout=5)
+            name = holder if holder in {relay.name for relay in fleet.relays} else fleet.relays[0].name
+            kill = {"at": since_load(), "name": name, "held_turn": holder == name, "mid_batch": mid_batch}
+            fleet.kill_relay(name)
+            print(f"    [{kill['at']:5.1f} s] killed {name}"
+                  + (" while it held the publishing turn" if kill["held_turn"] else " (no relay was seen holding the turn)")
+                  + (", in the middle of a batch" if mid_batch else ""), flush=True)
+            observations.relay_kills.append(kill)
+            time.sleep(2)
+            fleet.restart_relay(name)
+            kill["back_at"] = since_load()
+            continue
+        for exit_ in unexpected_exits(started):
+            if not any(e.startswith(exit_.split()[0]) for e in observations.process_exits):
+                observations.process_exits.append(f"{exit_} at {now - load_began:.0f} s")
                 print(f"    {observations.process_exits[-1]}", flush=True)
         if now >= next_progress:
             requests = sum(len(c.records) for c in started.clients)
@@ -707,7 +832,7 @@ def run(options: argparse.Namespace, started: Started) -> int:
     step("load stopped; waiting until every committed event is published and received")
     drain_began = time.perf_counter()
     while time.perf_counter() - drain_began < options.drain_timeout:
-        unpublished, committed, highest = unpublished_and_count(url)
+        unpublished, committed, highest = unpublished_and_count(database_url)
         received = started.consumer.deliveries[:]
         distinct = {d.message_id for d in received}
         positions = [d.position for d in received if isinstance(d.position, int)]
@@ -721,9 +846,9 @@ def run(options: argparse.Namespace, started: Started) -> int:
         time.sleep(2)
         if len(started.consumer.deliveries) == count:
             break
-    for name, exited in (("service", started.service.process.poll()), ("relay", started.relay.exited())):
-        if exited is not None and not any(e.startswith(name) for e in observations.process_exits):
-            observations.process_exits.append(f"{name} exited with {exited} before the end")
+    for exit_ in unexpected_exits(started):
+        if not any(e.startswith(exit_.split()[0]) for e in observations.process_exits):
+            observations.process_exits.append(f"{exit_} before the end")
     started.consumer.stopping.set()
     started.consumer.join(timeout=15)
 
@@ -734,6 +859,7 @@ def run(options: argparse.Namespace, started: Started) -> int:
         observations.stale_accepted += client.stale_accepted
         observations.stale_attempts += client.stale_attempts
         observations.page_violations += client.page_violations
+        observations.key_retries += client.key_retries
         if client.crash:
             observations.client_crashes.append(f"{client.name}: {client.crash}")
     if started.consumer.crash:
@@ -741,23 +867,28 @@ def run(options: argparse.Namespace, started: Started) -> int:
     observations.deliveries = [d._replace(at=d.at - load_began) for d in started.consumer.deliveries]
     observations.consumer_reconnects = started.consumer.reconnects
     observations.records.sort(key=lambda r: r.at)
+    if started.fleet is not None:
+        time.sleep(0.5)  # nginx writes a line when its request ends: the last answers' lines are a moment behind
+        observations.proxy_log = [entry | {"at": entry["msec"] - entry["request_time"] - load_began_wall}
+                                  for entry in started.fleet.nginx.access_entries()]
+        observations.served_by = started.fleet.served_by()
+        observations.instances = {started.fleet.upstream(i): server.name
+                                  for i, server in enumerate(started.fleet.instances)}
+        observations.unanswered_writes += resent_writes(observations)
+    return observations
 
-    if options.corrupt:
-        corrupt(observations, options.corrupt, url)
+
+def unexpected_exits(started: Started) -> list[str]:
+    """The processes of the run that ended without being stopped or killed on purpose ("NAME exited with CODE")."""
+    if started.fleet is not None:
+        return started.fleet.unexpected_exits()
+    return [f"{name} exited with {code}" for name, code in
+            (("service", started.service.process.poll()), ("relay", started.relay.exited())) if code is not None]
+
+
+def observe_database(observations: Observations, url: str) -> None:
+    """Add the outbox, the unpublished count and the stored keys to the observations."""
     observations.events, observations.unpublished, observations.present = database_state(url)
-
-    checks = run_checks(observations)
-    save_raw(observations)
-    relay_log = (LOG_DIR / "relay.log").read_text(errors="replace")
-    facts["relay_retries"] = relay_log.count("Broker unavailable")
-    facts["relay_db_retries"] = relay_log.count("Database unavailable")
-    report = render_report(options, facts, observations, checks)
-    previous = options.output.read_text() if options.output.exists() else ""
-    options.output.write_text(with_history(report, previous, history_line(options, facts, observations, checks)))
-    print()
-    print(report, flush=True)
-    step(f"wrote {options.output.relative_to(PROJECT_ROOT) if options.output.is_relative_to(PROJECT_ROOT) else options.output}")
-    return 0 if all(check.passed for check in checks) else 1
 
 
 # --------------------------------------------------------------------------- checks
@@ -776,12 +907,18 @@ def _listed(items: list, limit: int = 5) -> str:
 
 def check_acknowledged_creates(obs: Observations) -> Check:
     deleted = {(w.event_type.split(".")[0], w.key) for w in obs.writes if w.event_type.endswith(".deleted")}
+    # A delete whose outcome the client never learnt (no answer, a proxy's 502) may have removed its target.
+    maybe_deleted = {(DELETE_KINDS[r.kind], r.path.rsplit("/", 1)[1]) for r in obs.unanswered_writes
+                     if r.kind in DELETE_KINDS}
     created = [(w.event_type.split(".")[0], w.key) for w in obs.writes if w.event_type.endswith(".created")]
-    kept = [c for c in created if c not in deleted]
+    kept = [c for c in created if c not in deleted and c not in maybe_deleted]
     missing = [f"{entity} {key}" for entity, key in kept if key not in obs.present.get(entity, set())]
     counts = Counter(entity for entity, _ in created)
+    uncertain = len([c for c in created if c not in deleted and c in maybe_deleted])
     detail = (f"{len(created):,} acknowledged creates ({', '.join(f'{e}: {n:,}' for e, n in sorted(counts.items()))}), "
-              f"{len(created) - len(kept):,} of them deleted later, the other {len(kept):,} all in the database")
+              f"{len(created) - len(kept) - uncertain:,} of them deleted later"
+              + (f", {uncertain} the target of a delete whose answer never came" if uncertain else "")
+              + f", the other {len(kept):,} all in the database")
     if missing:
         detail = f"{len(missing)} of {len(kept):,} acknowledged creates not in the database: {_listed(missing)}"
     return Check("every acknowledged create is stored", not missing and bool(created), detail)
@@ -805,7 +942,8 @@ def check_outbox_matches_writes(obs: Observations) -> Check:
     extra, allowed = sum(without_write.values()), len(obs.unanswered_writes)
     passed = not without_event and extra <= allowed
     detail = (f"{len(obs.events):,} events for {len(obs.writes):,} acknowledged writes"
-              + (f" and {allowed} unanswered ones" if allowed else ""))
+              + (f" and {allowed} whose outcome the client never learnt (no answer, a proxy's 502, or resent by "
+                 "nginx after reaching an instance)" if allowed else ""))
     if without_event:
         detail += f"; acknowledged writes without their event: {_listed([f'{t} {k}' for t, k in without_event])}"
     if extra > allowed:
@@ -897,14 +1035,124 @@ def allowed_503(obs: Observations, record: Record) -> bool:
     return bool(outage) and record.status == 503 and outage["at"] <= record.at <= outage["until"] + 15
 
 
+NOT_RESENT = {"POST", "PATCH"}  # what nginx passes to another instance only if the first never received it
+
+
+def proxy_attempts(entry: dict) -> list[tuple[str, str, str]]:
+    """(instance address, status, connect time) of each instance nginx tried for one request, in order."""
+    if not entry["upstream_addr"]:
+        return []  # answered by nginx itself (413, 429)
+    return list(zip(entry["upstream_addr"].split(", "), entry["upstream_status"].split(", "),
+                    entry["upstream_connect_time"].split(", "), strict=False))
+
+
+def resent_after_reaching(entry: dict) -> bool:
+    """Whether nginx sent the request on after an instance had received it (its connection had been made)."""
+    return any(connect != "-" for _, _, connect in proxy_attempts(entry)[:-1])
+
+
+def resent_writes(obs: Observations) -> list[Record]:
+    """Writes nginx sent to a second instance after the first had received them: their outcome is unknown."""
+    resent = {e["request_id"] for e in obs.proxy_log if resent_after_reaching(e)}
+    return [r for r in obs.records if r.kind in WRITE_KINDS and r.request_id in resent]
+
+
+def in_failure_window(obs: Observations, record: Record, proxied: dict[str, dict]) -> bool:
+    """Whether the answer falls in the documented failure window (docs/scaling.md).
+
+    That is a 502 to a POST or PATCH in flight on an instance when it was killed (or sent down one of its
+    connections before nginx saw them close): nginx must not send it to another instance, because the
+    killed one may have applied it.
+    """
+    if record.status != 502 or record.method not in NOT_RESENT or record.request_id not in proxied:
+        return False
+    attempts = proxy_attempts(proxied[record.request_id])
+    ended = record.at + record.latency_ms / 1000
+    return bool(attempts) and any(
+        attempts[-1][0] == kill["upstream"] and record.at <= kill["at"] + KILL_WINDOW_SLACK and ended >= kill["at"]
+        for kill in obs.instance_kills)
+
+
+def split_5xx(obs: Observations) -> tuple[list[Record], Counter]:
+    """The 5xx answers outside every intended window, and how many were inside each (by reason)."""
+    proxied = {e["request_id"]: e for e in obs.proxy_log}
+    failures, intended = [], Counter()
+    for record in obs.records:
+        if record.status < 500:
+            continue
+        if allowed_503(obs, record):
+            intended["503 during the database outage"] += 1
+        elif in_failure_window(obs, record, proxied):
+            intended["502 to a POST or PATCH in flight on the killed instance"] += 1
+        else:
+            failures.append(record)
+    return failures, intended
+
+
 def check_no_5xx(obs: Observations) -> Check:
-    failures = [r for r in obs.records if r.status >= 500 and not allowed_503(obs, r)]
-    allowed = sum(allowed_503(obs, r) for r in obs.records)
+    failures, intended = split_5xx(obs)
     by_status = Counter(r.status for r in failures)
-    detail = "no 5xx answer" + (f" (besides {allowed} intended 503s during the database outage)" if allowed else "")
+    detail = "no 5xx answer" + (
+        f" (besides {', '.join(f'{n} intended: {why}' for why, n in intended.items())})" if intended else "")
     if failures:
         detail = f"{len(failures)} 5xx answers ({', '.join(f'{s}: {n}' for s, n in sorted(by_status.items()))}), listed below"
-    return Check("zero 5xx answers", not failures, detail)
+    return Check("zero 5xx answers" + (" outside the failure window" if obs.instance_kills else ""), not failures, detail)
+
+
+def check_failover_only_when_safe(obs: Observations) -> Check:
+    """nginx passed a POST or PATCH on only if the first instance never received it; none reached two instances."""
+    passed_on = [e for e in obs.proxy_log if len(proxy_attempts(e)) > 1]
+    resent = [e for e in passed_on if resent_after_reaching(e)]
+    unsafe = [f"{e['method']} {e['uri']} ({e['request_id']}: {e['upstream_addr']}, connect {e['upstream_connect_time']})"
+              for e in resent if e["method"] in NOT_RESENT]
+    methods = {e["request_id"]: e["method"] for e in obs.proxy_log}
+    twice = [f"{methods[rid]} {rid} in {', '.join(names)}" for rid, names in obs.served_by.items()
+             if len(names) > 1 and methods.get(rid) in NOT_RESENT]
+    by_method = Counter(e["method"] for e in passed_on)
+    detail = (f"{len(passed_on):,} requests passed on to another instance "
+              f"({', '.join(f'{m} {n:,}' for m, n in sorted(by_method.items())) or 'none'}): "
+              f"{len(passed_on) - len(resent):,} after a refused connection, {len(resent):,} after reaching the "
+              f"killed instance ({', '.join(sorted({e['method'] for e in resent})) or 'none'}); no POST or PATCH "
+              "sent on after reaching an instance, none in two instances' access logs")
+    if unsafe or twice:
+        detail = "; ".join(filter(None, [
+            f"{len(unsafe)} POST/PATCH sent on after an instance had received them: {_listed(unsafe, 3)}" if unsafe else "",
+            f"{len(twice)} POST/PATCH in two instances' access logs: {_listed(twice, 3)}" if twice else ""]))
+    elif obs.instance_kills and not passed_on:
+        detail = "no request was passed on to another instance: the kill did not reach the traffic"
+    return Check("nginx sent a request to a second instance only when safe", not unsafe and not twice and bool(passed_on),
+                 detail)
+
+
+def check_killed_instance_back(obs: Observations) -> Check:
+    """Each killed instance answered requests through nginx again after its restart."""
+    if not obs.instance_kills:
+        return Check("the killed instance served again after its restart", False, "no instance was killed")
+    details, passed = [], True
+    for kill in obs.instance_kills:
+        served = [e for e in obs.proxy_log if e["at"] >= kill.get("back_at", math.inf) and e["status"] < 500
+                  and proxy_attempts(e) and proxy_attempts(e)[-1][0] == kill["upstream"]]
+        passed &= bool(served)
+        details.append(f"{kill['name']} killed at {kill['at']:.1f} s, ready again at {kill.get('back_at', math.nan):.1f} s, "
+                       f"then answered {len(served):,} requests through nginx")
+    return Check("the killed instance served again after its restart", passed, "; ".join(details))
+
+
+def check_relay_takeover(obs: Observations) -> Check:
+    """The killed relay held the publishing turn, and new events were delivered after its death."""
+    if not obs.relay_kills:
+        return Check("the relay holding the turn was killed and publishing went on", False, "no relay was killed")
+    details, passed = [], True
+    firsts = first_deliveries(obs.deliveries)
+    for kill in obs.relay_kills:
+        after = [d for d in firsts if d.at > kill["at"]]
+        passed &= kill["held_turn"] and bool(after)
+        details.append(f"{kill['name']} killed at {kill['at']:.1f} s "
+                       + ("while it held the publishing turn" if kill["held_turn"] else "but it did not hold the turn")
+                       + (" in the middle of a batch" if kill.get("mid_batch") else "")
+                       + (f"; the next new event was delivered {after[0].at - kill['at']:.2f} s later" if after
+                          else "; no new event was delivered after it"))
+    return Check("the relay holding the turn was killed and publishing went on", passed, "; ".join(details))
 
 
 def check_no_failed_connections(obs: Observations) -> Check:
@@ -941,17 +1189,22 @@ def check_broker_restart(obs: Observations) -> Check:
 
 def check_everything_ran(obs: Observations) -> Check:
     problems = obs.process_exits + [crash.strip().splitlines()[-1] for crash in obs.client_crashes]
-    detail = "the service and the relay stayed up; no client or consumer thread failed" if not problems else _listed(problems)
+    detail = ((f"every instance, relay and nginx stayed up but for the {len(obs.instance_kills) + len(obs.relay_kills)} "
+               "killed on purpose" if obs.replicas > 1 else "the service and the relay stayed up")
+              + "; no client or consumer thread failed") if not problems else _listed(problems)
     return Check("every process and thread ran to the end", not problems, detail)
 
 
 CHECKS = [check_acknowledged_creates, check_acknowledged_deletes, check_outbox_matches_writes, check_relay_drained,
           check_every_event_delivered, check_in_order, check_messages_match_rows, check_no_5xx,
           check_no_failed_connections, check_stale_if_match, check_pages, check_broker_restart, check_everything_ran]
+REPLICA_CHECKS = [check_failover_only_when_safe, check_killed_instance_back, check_relay_takeover]
 
 
 def run_checks(obs: Observations) -> list[Check]:
-    return [check(obs) for check in CHECKS]
+    """Every check that applies to the run: the broker restart's if one was planned, the replicas' with --replicas."""
+    checks = [check for check in CHECKS if check is not check_broker_restart or obs.expect_broker_restart]
+    return [check(obs) for check in checks + (REPLICA_CHECKS if obs.replicas > 1 else [])]
 
 
 CORRUPTIONS = {
@@ -1047,12 +1300,20 @@ def render_report(options: argparse.Namespace, facts: dict, obs: Observations, c
         f"`bench/soak.py --duration {options.duration}"
         + (f" --rate {options.rate:g}" if options.rate != DEFAULTS['rate'] else "")
         + (f" --threads {options.threads}" if options.threads != DEFAULTS['threads'] else "")
+        + (f" --replicas {options.replicas}" if options.replicas > 1 else "")
         + (f" --db-outage {options.db_outage}" if options.db_outage else "")
         + (f" --corrupt {','.join(options.corrupt)}" if options.corrupt else "") + "`: "
         f"{options.threads} client threads "
         + (f"paced to {options.rate:g} req/s in all" if options.rate > 0 else "unpaced")
-        + f", the service (`serve.py`) with {options.workers} workers and the relay (`relay.py`) on a throwaway "
-        f"PostgreSQL seeded with {options.rooms:,} rooms and {options.items:,} items, RabbitMQ restarted mid-load; "
+        + (f", the service (`serve.py`) with {options.workers} workers and the relay (`relay.py`)"
+           if options.replicas == 1 else
+           f" (each from a loopback address of its own), nginx in front of {options.replicas} service instances "
+           f"(`serve.py`, {options.workers} worker{'s' if options.workers > 1 else ''} each) and {options.relays} "
+           "relays (`relay.py`)")
+        + f" on a throwaway PostgreSQL seeded with {options.rooms:,} rooms and {options.items:,} items"
+        + (", RabbitMQ restarted mid-load" if obs.expect_broker_restart else "")
+        + ("; one instance killed (SIGKILL) and started again, the relay holding the publishing turn killed and "
+           "started again" if options.replicas > 1 else "") + "; "
         f"{facts['cores']} cores, load average {facts['load_average']} before the run. Made by `make soak` "
         "(see README, Soak test).",
         "",
@@ -1068,7 +1329,9 @@ def render_report(options: argparse.Namespace, facts: dict, obs: Observations, c
         + ", ".join(f"{s if s else 'no answer'}: {n:,}" for s, n in sorted(statuses.items())) + "."
         + (" A 404 is a read or update of a room or item another client had just deleted." if statuses[404] else "")
         + (" A 412 is a stale If-Match: on purpose in `*_stale`, otherwise another client changed the entity "
-           "between the read and the write." if statuses[412] else ""),
+           "between the read and the write." if statuses[412] else "")
+        + (f" {obs.key_retries} creates were sent again with their Idempotency-Key after an answer that left their "
+           "outcome unknown (`retry_*`)." if obs.key_retries else ""),
         "",
         "| request | count | statuses | p50 ms | p99 ms | max ms |",
         "| --- | ---: | --- | ---: | ---: | ---: |",
@@ -1115,7 +1378,9 @@ def render_report(options: argparse.Namespace, facts: dict, obs: Observations, c
                   + " in that window (and 15 s after)"
                   + (f"; the first 2xx after it {recovered - outage['until']:.1f} s after PostgreSQL was back."
                      if recovered else "; no 2xx after it."), ""]
-    failures = [r for r in obs.records if r.status >= 500 and not allowed_503(obs, r)]
+    if obs.replicas > 1:
+        lines += replicas_section(obs)
+    failures, _ = split_5xx(obs)
     if failures:
         def cell(record: Record) -> str:
             return (record.body or b"").decode(errors="replace").replace("|", "\\|").replace("\n", " ")[:300]
@@ -1135,12 +1400,54 @@ def render_report(options: argparse.Namespace, facts: dict, obs: Observations, c
     return "\n".join(lines).rstrip() + "\n"
 
 
+def replicas_section(obs: Observations) -> list[str]:
+    """The report's part on the instances behind nginx, the kills and what nginx did about them."""
+    served = Counter(obs.instances.get(attempts[-1][0], attempts[-1][0]) if (attempts := proxy_attempts(e)) else "nginx itself"
+                     for e in obs.proxy_log)
+    lines = ["## Replicas", "",
+             f"nginx logged {len(obs.proxy_log):,} requests; answered by "
+             + ", ".join(f"{name}: {n:,}" for name, n in sorted(served.items())) + "."]
+    _, intended = split_5xx(obs)
+    for kill in obs.instance_kills:
+        passed_on = [e for e in obs.proxy_log if len(proxy_attempts(e)) > 1
+                     and any(address == kill["upstream"] for address, _, _ in proxy_attempts(e)[:-1])]
+        reached = Counter(e["method"] for e in passed_on if resent_after_reaching(e))
+        refused = Counter(e["method"] for e in passed_on if not resent_after_reaching(e))
+        lines += ["", f"{kill['name']} was killed at {kill['at']:.1f} s (SIGKILL to its process group) and was ready "
+                  f"again at {kill.get('back_at', math.nan):.1f} s. nginx passed {len(passed_on):,} requests meant "
+                  "for it to another instance: "
+                  + (", ".join(f"{m} {n}" for m, n in sorted(refused.items())) or "none")
+                  + " after a refused connection (never received, so any method may move), "
+                  + (", ".join(f"{m} {n}" for m, n in sorted(reached.items())) or "none")
+                  + " after it had received them and died (idempotent methods only). "
+                  f"{intended['502 to a POST or PATCH in flight on the killed instance']} POST or PATCH in flight on it "
+                  "were answered 502 (the failure window: nginx does not resend them, and they may or may not "
+                  "have been applied)."]
+    for kill in obs.relay_kills:
+        firsts = [d for d in first_deliveries(obs.deliveries) if d.at > kill["at"]]
+        seen: set[str] = set()
+        again = 0
+        for delivery in obs.deliveries:
+            if delivery.message_id in seen and kill["at"] <= delivery.at <= kill["at"] + 10:
+                again += 1
+            seen.add(delivery.message_id)
+        lines += ["", f"{kill['name']} was killed at {kill['at']:.1f} s"
+                  + (" while it held the publishing turn" if kill["held_turn"] else "")
+                  + (" in the middle of a batch (claimed, being published, not yet marked)" if kill.get("mid_batch") else "")
+                  + f" and started again at {kill.get('back_at', math.nan):.1f} s; "
+                  + (f"the next new event was delivered {firsts[0].at - kill['at']:.2f} s after the kill" if firsts
+                     else "no new event was delivered after it")
+                  + f", and {again} duplicates arrived in the 10 s after it (a batch published but not yet marked "
+                  "is published again by the relay that takes the turn)."]
+    return lines + [""]
+
+
 def save_raw(obs: Observations) -> None:
     """Every request and delivery as JSON lines in the log folder, to look into a tail or a gap after the run."""
     with gzip.open(LOG_DIR / "requests.jsonl.gz", "wt") as out:
         for r in obs.records:
             out.write(json.dumps({"at": round(r.at, 4), "kind": r.kind, "method": r.method, "path": r.path,
-                                  "status": r.status, "ms": round(r.latency_ms, 3)}) + "\n")
+                                  "status": r.status, "ms": round(r.latency_ms, 3), "request_id": r.request_id}) + "\n")
     with gzip.open(LOG_DIR / "deliveries.jsonl.gz", "wt") as out:
         for d in obs.deliveries:
             out.write(json.dumps({"at": round(d.at, 4), "message_id": d.message_id, "position": d.position,
@@ -1153,7 +1460,8 @@ def history_line(options: argparse.Namespace, facts: dict, obs: Observations, ch
     return (f"| {facts['date']} | `{facts['commit']}`{'+' if facts['dirty'] else ''} | {obs.load_seconds:.0f} | "
             f"{len(obs.records):,} | {len(obs.records) / (obs.load_seconds or 1):.0f} | {len(obs.events):,} | "
             f"{len(obs.deliveries) - len(first_deliveries(obs.deliveries)):,} | {restart} | "
-            f"{'PASS' if not failed else 'FAIL: ' + '; '.join(failed)} |")
+            f"{'PASS' if not failed else 'FAIL: ' + '; '.join(failed)}"
+            f"{f' (--replicas {obs.replicas}: {len(checks)} checks)' if obs.replicas > 1 else ''} |")
 
 
 def with_history(report: str, previous: str, line: str) -> str:
@@ -1180,11 +1488,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=DEFAULTS["rate"],
                         help="requests per second of all clients together (0: as fast as they can)")
     parser.add_argument("--max-requests", type=int, default=500_000, help="stop the load after this many requests")
-    parser.add_argument("--restart-at", type=float, default=0.5, help="restart the broker at this share of the load")
+    parser.add_argument("--restart-at", type=float, default=0.5,
+                        help="restart the broker at this share of the load (0: not at all)")
     parser.add_argument("--db-outage", type=int, default=0, metavar="SECONDS",
                         help="also stop PostgreSQL for this long at 3/4 of the load (off: 0); 503s are allowed "
                              "then only, for services that answer 503 while the database is away")
-    parser.add_argument("--workers", type=int, default=2, help="service worker processes (APP_WORKERS)")
+    parser.add_argument("--workers", type=int, default=2, help="service worker processes (APP_WORKERS), per instance")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="service instances; from 2 on, behind nginx with --relays relays, one instance killed "
+                             "and restarted and the publishing relay killed and restarted mid-load")
+    parser.add_argument("--relays", type=int, default=2, help="relays with --replicas")
+    parser.add_argument("--kill-at", type=float, default=0.3,
+                        help="with --replicas: SIGKILL the first instance at this share of the load")
+    parser.add_argument("--down-for", type=float, default=3.0,
+                        help="with --replicas: seconds before the killed instance is started again")
+    parser.add_argument("--relay-kill-at", type=float, default=0.65,
+                        help="with --replicas: SIGKILL the relay holding the publishing turn at this share of the load")
+    parser.add_argument("--nginx-rate", type=int, default=50, help="with --replicas: nginx's requests/s per client address")
+    parser.add_argument("--nginx-burst", type=int, default=100, help="with --replicas: nginx's burst per client address")
+    parser.add_argument("--nginx-workers", type=int, default=2, help="with --replicas: nginx worker processes")
     parser.add_argument("--rooms", type=int, default=2_000, help="rooms to seed")
     parser.add_argument("--items", type=int, default=500, help="items to seed")
     parser.add_argument("--drain-timeout", type=int, default=120,
@@ -1198,8 +1520,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [name for name in options.corrupt if name not in CORRUPTIONS]
     if unknown:
         parser.error(f"unknown --corrupt {', '.join(unknown)}; choose from {', '.join(CORRUPTIONS)}")
-    if options.duration < 10 or options.threads < 1 or not 0 < options.restart_at < 1:
+    if options.duration < 10 or options.threads < 1 or not 0 <= options.restart_at < 1:
         parser.error("--duration must be at least 10, --threads at least 1 and --restart-at between 0 and 1")
+    if options.replicas < 1 or options.relays < 1 or not 0 < options.kill_at < options.relay_kill_at < 1:
+        parser.error("--replicas and --relays must be at least 1, and 0 < --kill-at < --relay-kill-at < 1")
+    if options.replicas > 1 and options.threads > 200:
+        parser.error("--threads: at most 200 with --replicas (one loopback address each, 127.0.0.10 on)")
     options.output = options.output.resolve()
     return options
 
