@@ -29,14 +29,14 @@ from sqlalchemy import Engine
 from composition import Contract, build_injector
 from contract.avro import AvroSchemas
 from contract.avro_bounds import AvroLimits
+from contract.spec import ASYNCAPI_PATH, SPEC_PATH, ContractRules, load_spec, with_path_parameters_in_operations
+from observability.metrics import MetricsEndpoint, ServiceMetrics
+from observability.telemetry import RequestTelemetry, install_request_id_in_g
 from providers.availability import DatabaseOutages, Readiness, Stopping
 from settings import Settings
 from web.availability import register_availability_handlers, stopping_on_signals
 from web.avro_bodies import avro_body_validator
-from web.contract import ASYNCAPI_PATH, SPEC_PATH, ContractRules, load_spec, with_path_parameters_in_operations
-from web.flask_app import ServiceApp
 from web.injection import InjectingResolver
-from web.metrics import MetricsEndpoint, ServiceMetrics
 from web.middleware import (
     AuthoredAsyncApi,
     AuthoredSpec,
@@ -48,7 +48,7 @@ from web.middleware import (
 )
 from web.problems import register_problem_handlers
 from web.security import api_key_security_map
-from web.telemetry import RequestTelemetry, install_request_id_in_g
+from web.service_app import ServiceApp
 from web.transactions import install_transaction_boundary
 from web.validation import InputLimits, validator_map
 

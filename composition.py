@@ -10,6 +10,7 @@ from injector import Binder, Injector, Module, provider, singleton
 from sqlalchemy import Engine
 
 from contract.avro import AvroSchemas
+from contract.spec import ContractRules
 from providers.availability import DatabaseOutages, Readiness, Stopping
 from providers.database import make_engine, migration_heads
 from providers.events import EventFeed, Outbox
@@ -27,11 +28,10 @@ from providers.sql_idempotency import SqlIdempotencyStore
 from providers.sql_items import SqlItemsProvider
 from providers.sql_questions import SqlQuestionsProvider
 from providers.sql_rooms import SqlRoomsProvider
+from rest.idempotency import IdempotentCreates
+from rest.representation import Representer
 from settings import Settings
-from web.contract import ContractRules
-from web.idempotency import IdempotentCreates
 from web.injection import Factory
-from web.representation import Representer
 from web.transactions import RequestTransaction, begin_request_transaction
 
 

@@ -22,12 +22,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from contract.avro import AvroSchemas
+from observability.logs import logging_config
+from observability.metrics import MULTIPROC_DIR_VARIABLE, RELAY_FAILURES, RELAY_PUBLISHED
 from providers.database import make_engine
 from providers.events import EVENT_SCHEMA, Event
 from providers.sql_events import claim_unpublished, mark_published
 from settings import ConfigurationError, Settings
-from web.logs import logging_config
-from web.metrics import MULTIPROC_DIR_VARIABLE, RELAY_FAILURES, RELAY_PUBLISHED
 
 logger = logging.getLogger("relay")
 

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import uvicorn
 
+from observability.logs import logging_config
 from providers.database import migrate
 from settings import ConfigurationError, Settings
-from web.logs import logging_config
 from web.server_protocol import BoundedHttpToolsProtocol
 
 logger = logging.getLogger("serve")
 
-# Not imported from web.metrics: importing prometheus_client before PROMETHEUS_MULTIPROC_DIR is set
+# Not imported from observability.metrics: importing prometheus_client before PROMETHEUS_MULTIPROC_DIR is set
 # would make a single-worker server (which runs in this process) count for itself alone.
 MULTIPROC_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 REAP_INTERVAL_SECONDS = 1.0
@@ -65,7 +65,7 @@ def main() -> int:
             # problem (web.middleware.NoProtocolUpgrades) rather than a handshake the app cannot finish.
             ws="none",
             proxy_headers=True,
-            access_log=False,  # web.telemetry writes the access log, with the request id and operationId
+            access_log=False,  # observability.telemetry writes the access log, with the request id and operationId
             log_config=logging_config(settings.log_format),
             # On SIGTERM: stop accepting, finish the requests in flight (long polls answer at once), then
             # the app's lifespan closes the pool; requests still running after this long are cancelled.

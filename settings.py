@@ -45,7 +45,7 @@ class Settings:
     db_connect_timeout_seconds: int = 5
     sqlite_lock_timeout_seconds: int = 10
     graceful_shutdown_seconds: int = 20
-    # Observability (web/logs.py, web/telemetry.py)
+    # Observability (observability/logs.py, observability/telemetry.py)
     log_format: str = "text"
     access_log: bool = True
     idempotency_ttl_seconds: int = 24 * 60 * 60

@@ -6,7 +6,7 @@ from injector import Inject
 
 from contract.avro import AvroSchemas
 from providers.events import EVENT_SCHEMA, Event, EventFeed
-from web.representation import Representer
+from rest.representation import Representer
 
 
 def read_events(

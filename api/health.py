@@ -5,7 +5,7 @@ from __future__ import annotations
 from injector import Inject
 
 from providers.availability import Readiness
-from web.http import json_response
+from rest.http import json_response
 
 
 def check_health():

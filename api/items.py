@@ -8,9 +8,9 @@ from connexion import NoContent, request
 from injector import Inject
 
 from providers.items import ItemQuery, ItemsProvider, decode_item_cursor
-from web.http import entity_tag, if_match, page_links, require_match
-from web.idempotency import IdempotentCreates
-from web.representation import Representer
+from rest.http import entity_tag, if_match, page_links, require_match
+from rest.idempotency import IdempotentCreates
+from rest.representation import Representer
 
 
 def search_items(

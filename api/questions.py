@@ -8,9 +8,9 @@ from connexion import NoContent, request
 from injector import Inject
 
 from providers.questions import QuestionQuery, QuestionsProvider, decode_question_cursor
-from web.http import page_links
-from web.idempotency import IdempotentCreates
-from web.representation import Representer
+from rest.http import page_links
+from rest.idempotency import IdempotentCreates
+from rest.representation import Representer
 
 
 def search_questions(

@@ -7,12 +7,12 @@ from typing import Any
 from connexion import NoContent, request
 from injector import Inject
 
-from providers.errors import FieldError, InvalidInput
+from contract.errors import FieldError, InvalidInput
+from contract.spec import ContractRules
 from providers.rooms import Cursor, GeoCircle, RoomQuery, RoomsProvider, writable_fields
-from web.contract import ContractRules
-from web.http import entity_tag, if_match, merge_patch, page_links, require_match
-from web.idempotency import IdempotentCreates
-from web.representation import Representer
+from rest.http import entity_tag, if_match, merge_patch, page_links, require_match
+from rest.idempotency import IdempotentCreates
+from rest.representation import Representer
 
 
 def search_rooms(

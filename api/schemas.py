@@ -5,8 +5,8 @@ from __future__ import annotations
 from injector import Inject
 
 from contract.avro import AvroSchemas
-from providers.errors import NotFound
-from web.http import json_response, not_modified
+from contract.errors import NotFound
+from rest.http import json_response, not_modified
 
 
 def list_schemas(schemas: Inject[AvroSchemas]):

@@ -45,26 +45,26 @@ ROOM = {
 
 @contextlib.contextmanager
 def a2wsgi_bridge() -> Iterator[None]:
-    """Flask behind Connexion's own bridge, a2wsgi's WSGIMiddleware, instead of BufferedWSGIBridge (web/bridge.py)."""
+    """Flask behind Connexion's own bridge, a2wsgi's WSGIMiddleware, instead of BufferedWSGIBridge (web/speedups/bridge.py)."""
     from a2wsgi import WSGIMiddleware
 
-    import web.flask_app
+    import web.service_app
 
     def a2wsgi(wsgi_app, executor):
         return WSGIMiddleware(wsgi_app, workers=executor._max_workers)
 
-    with _replaced(web.flask_app, "BufferedWSGIBridge", a2wsgi):
+    with _replaced(web.service_app, "BufferedWSGIBridge", a2wsgi):
         yield
 
 
 @contextlib.contextmanager
 def decorated_per_request() -> Iterator[None]:
-    """Connexion's FlaskApi and FlaskOperation: every handler decorated again on every request (web/flask_app.py)."""
+    """Connexion's FlaskApi and FlaskOperation: every handler decorated again on every request (web/service_app.py)."""
     from connexion.apps.flask import FlaskApi
 
-    import web.flask_app
+    import web.service_app
 
-    with _replaced(web.flask_app, "_DecorateOnceApi", FlaskApi):
+    with _replaced(web.service_app, "_DecorateOnceApi", FlaskApi):
         yield
 
 
@@ -121,9 +121,9 @@ def rows_read_by_name() -> Iterator[None]:
 @contextlib.contextmanager
 def no_telemetry() -> Iterator[None]:
     """No request ids, request metrics, access log, /metrics or pool gauges: the RequestTelemetry and MetricsEndpoint
-    middleware, the pool gauges and the g.request_id hook removed (web/telemetry.py, web/metrics.py)."""
+    middleware, the pool gauges and the g.request_id hook removed (observability/telemetry.py, observability/metrics.py)."""
     import app as app_module
-    import web.metrics
+    import observability.metrics
 
     class NoPoolGauges:
         def __init__(self, _engine) -> None:
@@ -134,7 +134,7 @@ def no_telemetry() -> Iterator[None]:
 
     with (
         _replaced(app_module, "_observability_middleware", lambda _settings, _metrics: []),
-        _replaced(web.metrics, "PoolGauges", NoPoolGauges),
+        _replaced(observability.metrics, "PoolGauges", NoPoolGauges),
         _replaced(app_module, "install_request_id_in_g", lambda _flask_app: None),
     ):
         yield
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.run import CITIES, seed_database
     from providers.database import migrate
-    from tests.postgres import ThrowawayPostgres
+    from tests.support.postgres import ThrowawayPostgres
 
     postgres = ThrowawayPostgres()
     metrics_dir = None
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         if options.log_format != "none":  # after the migrations, which apply alembic.ini's logging
             import logging.config
 
-            from web.logs import logging_config
+            from observability.logs import logging_config
 
             logging.config.dictConfig(logging_config(options.log_format, stream=open(os.devnull, "w")))
         import app

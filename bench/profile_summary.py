@@ -23,12 +23,12 @@ _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)
 _SPLIT_BY_SUBMODULE = {"connexion", "starlette", "sqlalchemy", "flask", "werkzeug"}
 
 # Layer of the request path -> component prefixes, outermost first; the first matching prefix wins, so
-# flask_injector and the app's web.bridge / web.injection are claimed before "flask" and "app: web".
+# flask_injector and the app's web.speedups.bridge / web.injection are claimed before "flask" and "app: web".
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("uvicorn", ("uvicorn", "httptools", "uvloop", "h11", "stdlib: runners", "stdlib: base_events",
                  "stdlib: events", "stdlib: selector_events")),
     ("connexion (+ starlette, jsonschema)", ("connexion", "starlette", "jsonschema", "referencing", "rpds")),
-    ("a2wsgi/bridge (web.bridge), thread hand-off", ("a2wsgi", "app: web.bridge", "anyio", "sniffio", "stdlib: thread",
+    ("a2wsgi/bridge (web.speedups.bridge), thread hand-off", ("a2wsgi", "app: web.speedups.bridge", "anyio", "sniffio", "stdlib: thread",
                                                       "stdlib: threading", "stdlib: _base", "stdlib: queue")),
     ("flask_injector/injector", ("flask_injector", "injector", "app: web.injection", "app: web.scope")),
     ("flask/werkzeug", ("flask", "werkzeug", "blinker", "itsdangerous")),

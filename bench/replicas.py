@@ -1,4 +1,4 @@
-"""The scale-out layout, for the soak (`--replicas N`) and the suite (tests/test_replicas.py): several
+"""The scale-out layout, for the soak (`--replicas N`) and the suite (tests/e2e/test_replicas.py): several
 `python serve.py` instances behind nginx (deploy/nginx/rooms.conf.template) and several relays on one
 PostgreSQL and one RabbitMQ, and the faults played on them: an instance killed with SIGKILL and started
 again, the relay that holds the publishing turn killed and started again.
@@ -22,8 +22,8 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from bench.run import Server  # noqa: E402
 from providers.sql_events import RELAY_LOCK_KEY  # noqa: E402
-from tests.nginx import ThrowawayNginx  # noqa: E402
-from tests.postgres import free_port  # noqa: E402
+from tests.support.nginx import ThrowawayNginx  # noqa: E402
+from tests.support.postgres import free_port  # noqa: E402
 
 
 class Process:

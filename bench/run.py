@@ -41,7 +41,7 @@ sys.path.insert(0, str(PROJECT_ROOT))
 
 from bench.profile_summary import summarise_collapsed  # noqa: E402
 from bench.report import STACKS, machine_facts, render_results, summarise  # noqa: E402
-from tests.postgres import ThrowawayPostgres, free_port  # noqa: E402
+from tests.support.postgres import ThrowawayPostgres, free_port  # noqa: E402
 
 WRK_DIR = BENCH_DIR / "wrk"
 RESULTS_FILE = BENCH_DIR / "RESULTS.md"

@@ -1,6 +1,6 @@
 """Soak the service and the relay under mixed load, restart the broker mid-run, and check that nothing is lost.
 
-One run, on loopback only: start a throwaway PostgreSQL (tests/postgres.py) and RabbitMQ (tests/rabbitmq.py),
+One run, on loopback only: start a throwaway PostgreSQL (tests/support/postgres.py) and RabbitMQ (tests/support/rabbitmq.py),
 migrate, seed rooms and items, declare and bind a durable queue on the relay's exchange before any write and
 consume it in a background thread, then start the service exactly as production does (`python serve.py`,
 2 workers) and the relay (`python relay.py`). A few client threads send bounded, paced, mixed requests
@@ -75,8 +75,8 @@ import pika.exceptions  # noqa: E402
 
 from bench.replicas import Fleet, Process, relay_holding_turn  # noqa: E402
 from bench.run import CITIES, PROVIDERS, Server, exit_on_signals, seed_database, stepper  # noqa: E402
-from tests.postgres import ThrowawayPostgres, free_port  # noqa: E402
-from tests.rabbitmq import ThrowawayRabbitMQ  # noqa: E402
+from tests.support.postgres import ThrowawayPostgres, free_port  # noqa: E402
+from tests.support.rabbitmq import ThrowawayRabbitMQ  # noqa: E402
 
 REPORT_FILE = BENCH_DIR / "SOAK.md"
 LOG_DIR = BENCH_DIR / "out" / "soak"  # git-ignored: the service's, the relay's and the broker's logs

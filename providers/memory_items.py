@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 
-from providers.errors import NotFound
+from contract.errors import NotFound
 from providers.events import Outbox
 from providers.items import Item, ItemQuery, ItemsProvider, StoredItem, item_page
 from providers.paging import Page

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from providers.errors import Conflict, NotFound
+from contract.errors import Conflict, NotFound
 from providers.events import Outbox
 from providers.paging import Page
 from providers.questions import Question, QuestionQuery, QuestionsProvider, known_fields, question_page

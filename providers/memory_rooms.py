@@ -7,7 +7,7 @@ import threading
 import uuid
 from datetime import UTC, datetime
 
-from providers.errors import Conflict, NotFound
+from contract.errors import Conflict, NotFound
 from providers.events import Outbox
 from providers.rooms import (
     SORT_ORDERS,

@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from providers.errors import FieldError, InvalidInput
+from contract.errors import FieldError, InvalidInput
 
 T = TypeVar("T")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Integer, String, delete, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from contract.errors import NotFound
 from providers.database import Base, ConnectionSource, OnConnection
-from providers.errors import NotFound
 from providers.events import Outbox
 from providers.items import Item, ItemQuery, ItemsProvider, StoredItem, item_page
 from providers.paging import Page

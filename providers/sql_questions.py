@@ -6,8 +6,8 @@ from sqlalchemy import Index, String, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
+from contract.errors import Conflict, NotFound
 from providers.database import Base, ConnectionSource, OnConnection
-from providers.errors import Conflict, NotFound
 from providers.events import Outbox
 from providers.paging import Page
 from providers.questions import Question, QuestionQuery, QuestionsProvider, known_fields, question_page

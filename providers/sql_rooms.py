@@ -34,8 +34,8 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
+from contract.errors import Conflict, NotFound
 from providers.database import Base, ConnectionSource, OnConnection
-from providers.errors import Conflict, NotFound
 from providers.events import Outbox
 from providers.rooms import (
     SORT_ORDERS,

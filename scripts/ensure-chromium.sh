@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure Debian's Chromium and its WebDriver exist for the browser tests (tests/test_swagger_ui_browser.py).
+# Make sure Debian's Chromium and its WebDriver exist for the browser tests (tests/e2e/test_swagger_ui_browser.py).
 # The tests drive this system browser; nothing downloads a browser build of its own (no `playwright install`).
 set -euo pipefail
 

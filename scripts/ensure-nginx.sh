@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure nginx exists for the test suite (tests/nginx.py starts its own, unprivileged, on a free port).
+# Make sure nginx exists for the test suite (tests/support/nginx.py starts its own, unprivileged, on a free port).
 set -euo pipefail
 
 NGINX=/usr/sbin/nginx

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/../clients/typescript"
 
 if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
   # Not fatal here, so the Python tests still run; the Node tests fail and say the same.
-  echo "WARNING: node and npm are needed by tests/test_typescript_client.py, tests/test_node_avro.py" \
-       "and tests/test_asyncapi_document.py" \
+  echo "WARNING: node and npm are needed by tests/e2e/test_typescript_client.py, tests/e2e/test_node_avro.py" \
+       "and tests/e2e/test_asyncapi_document.py" \
        "(Node.js >= 20 with npm, e.g. apt-get install nodejs npm); those tests will fail." >&2
   exit 0
 fi

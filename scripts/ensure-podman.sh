@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure podman (with the runc runtime), mmdebstrap and podman-compose's needs exist for the container
-# tests (tests/test_container_image.py, tests/test_compose.py). Docker's engine does not run on the
+# tests (tests/e2e/test_container_image.py, tests/e2e/test_compose.py). Docker's engine does not run on the
 # project's machines; podman from Debian's packages does (docs/deploy.md, "How the suite runs it").
 set -euo pipefail
 

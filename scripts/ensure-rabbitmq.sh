@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure the RabbitMQ broker binaries exist for the test suite (tests/rabbitmq.py starts its own broker).
+# Make sure the RabbitMQ broker binaries exist for the test suite (tests/support/rabbitmq.py starts its own broker).
 set -euo pipefail
 
 SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server

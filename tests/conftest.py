@@ -17,9 +17,9 @@ import uvicorn
 from app import create_app, dispose_app
 from providers.database import migrate
 from settings import Settings
-from tests.entity_check import EntityCheckingClient
-from tests.postgres import ThrowawayPostgres, free_port
-from tests.rabbitmq import ThrowawayRabbitMQ
+from tests.support.entity_check import EntityCheckingClient
+from tests.support.postgres import ThrowawayPostgres, free_port
+from tests.support.rabbitmq import ThrowawayRabbitMQ
 
 API_KEY = "test-key"
 BACKENDS = ["sqlite", "postgresql"]
@@ -188,5 +188,5 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped in CI: {report.longrepr}"
 
 
-# The container tests' images (tests/test_container_image.py, tests/test_compose.py): built once per input change.
-from tests.containers import postgres_image, python_base_image, rabbitmq_image, rooms_image  # noqa: E402, F401
+# The container tests' images (tests/e2e/test_container_image.py, tests/e2e/test_compose.py): built once per input change.
+from tests.support.containers import postgres_image, python_base_image, rabbitmq_image, rooms_image  # noqa: E402, F401

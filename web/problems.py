@@ -9,7 +9,7 @@ from connexion.apps import AbstractApp
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.problem import problem
 
-from providers.errors import DomainError
+from contract.errors import DomainError
 
 logger = logging.getLogger(__name__)
 

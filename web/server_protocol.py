@@ -10,7 +10,7 @@ Requests the parser refuses (a malformed line, a NUL in a header, an unknown met
 
 What it relies on of uvicorn 0.54's `HttpToolsProtocol` (docs/library-internals.md lists it):
 `data_received`, the parser callbacks `on_message_begin`, `on_url`, `on_header` and `on_headers_complete`,
-`send_400_response` (called when a callback raises), and `transport`; `tests/test_server_protocol.py`
+`send_400_response` (called when a callback raises), and `transport`; `tests/unit/test_server_protocol.py`
 fails if they move.
 """
 
@@ -21,7 +21,7 @@ import logging
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from web.request_ids import new_request_id
+from observability.request_ids import new_request_id
 
 logger = logging.getLogger("uvicorn.error")
 

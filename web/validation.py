@@ -22,7 +22,7 @@ from connexion.validators import VALIDATOR_MAP, JSONRequestBodyValidator, JSONRe
 from jsonschema import Draft4Validator, ValidationError
 from jsonschema.validators import extend
 
-from providers.errors import FieldError, problem_errors
+from contract.errors import FieldError, problem_errors
 
 _FORMAT_CHECKER = Draft4Validator.FORMAT_CHECKER
 _logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class FastPathValidator:
     documents have none. fastjsonschema checks the same schema in a few µs but stops at the first error.
     So a document the pre-check accepts is valid, and any other goes to jsonschema for the full list.
     That is only sound if the pre-check is never looser than jsonschema with our rules, so it is built
-    to be at least as strict (tests/test_validation_fast_path.py compares the two on generated documents):
+    to be at least as strict (tests/unit/test_validation_fast_path.py compares the two on generated documents):
 
     - OpenAPI's `nullable` becomes "null" in `type` and `enum`, the only keywords it relaxes;
     - patterns: fastjsonschema anchors every unescaped `$` at the very end (ECMA-262), as we do;

@@ -1,0 +1,1 @@
+"""Observability: request ids, telemetry and the access log, logs, Prometheus metrics, readiness."""

@@ -1,0 +1,1 @@
+"""End-to-end tier: serve.py processes, nginx, containers, Chromium, generated clients, Node."""

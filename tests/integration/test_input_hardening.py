@@ -1,0 +1,75 @@
+"""Inputs the fuzz test found answered with 500 or accepted wrongly: each is now a clear 400, on both backends."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.integration.test_rooms_api import assert_problem
+from tests.support.factories import new_room
+
+INT64_OVERFLOW = 2**63
+
+
+@pytest.mark.parametrize(
+    "path",
+    [f"/v1/rooms?min_price={INT64_OVERFLOW}", f"/v1/rooms?max_price={INT64_OVERFLOW}", f"/v1/events?after={INT64_OVERFLOW}"],
+)
+def test_integers_beyond_int64_are_400(client, path):
+    assert_problem(client.get(path), 400)
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("POST", "/v1/rooms", new_room(name="a\x00b")),
+        ("POST", "/v1/items", {"name": "a\x00"}),
+        ("POST", "/v1/questions", {"question_code": "1", "category": "c", "message": "m\x00"}),
+        ("GET", "/v1/rooms?city=a%00b", None),
+        ("GET", "/v1/items?name=a%00b", None),
+        ("GET", "/v1/questions?category=a%00", None),
+    ],
+)
+def test_nul_characters_are_refused_everywhere(client, auth, method, path, body):
+    response = client.request(method, path, json=body, headers=auth)
+    problem = assert_problem(response, 400)
+    assert "NUL" in problem["detail"]
+
+
+def test_a_nul_in_a_merge_patch_is_refused(client, auth):
+    room = client.post("/v1/rooms", json=new_room(), headers=auth).json()
+    response = client.patch(f"/v1/rooms/{room['id']}", content=b'{"name": "a\\u0000"}',
+                            headers={**auth, "Content-Type": "application/merge-patch+json"})
+    assert_problem(response, 400)
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PATCH"])
+@pytest.mark.parametrize("path", ["/v1/rooms/a%0Ab", f"/v1/rooms/{uuid.uuid4()}%0A", "/v1/questions/1%0A2", "/v1/items/1%09"])
+def test_control_characters_in_the_path_are_400_not_500(client, method, path):
+    assert_problem(client.request(method, path), 400)
+
+
+def test_a_trailing_newline_does_not_satisfy_a_pattern(client, auth):
+    assert_problem(client.post("/v1/questions", json={"question_code": "1001\n", "category": "c", "message": "m"},
+                               headers=auth), 400)
+    assert_problem(client.post("/v1/rooms", json=new_room(url="https://example.com/x\n"), headers=auth), 400)
+
+
+@pytest.mark.parametrize("url", ["https://exa\x1cmple.com/x", "https://example.com/a\x85b", "https://example.com/\x7f"])
+def test_urls_with_control_characters_are_refused(client, auth, url):
+    assert_problem(client.post("/v1/rooms", json=new_room(url=url), headers=auth), 400)
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [("GET", "/v1/rooms/not-a-uuid"), ("PATCH", "/v1/rooms/not-a-uuid"), ("DELETE", "/v1/rooms/not-a-uuid"),
+     ("GET", "/v1/items/0"), ("PUT", "/v1/items/0"), ("DELETE", "/v1/items/0"), ("GET", "/v1/questions/x")],
+)
+def test_a_malformed_path_parameter_is_reported_once(client, auth, method, path):
+    # Operations with header parameters of their own (If-Match, If-None-Match) once listed it five times.
+    headers = {**auth, "Content-Type": "application/merge-patch+json" if method == "PATCH" else "application/json"}
+    body = b'{"name": "x"}' if method in ("PUT", "PATCH") else None
+    problem = assert_problem(client.request(method, path, content=body, headers=headers), 400)
+    assert len(problem["errors"]) == 1, problem["errors"]
+    assert problem["errors"][0]["path"].startswith("path.")

@@ -1,0 +1,1 @@
+"""What the tests share: builders, throwaway servers (PostgreSQL, RabbitMQ, nginx, containers), checkers."""
