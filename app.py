@@ -1,25 +1,22 @@
-"""The app factory. `create_app(settings)` builds a Connexion FlaskApp; `app` is built on first access for ASGI servers."""
+"""The app factory. `create_app(settings)` builds a Connexion FlaskApp; `app` is built on first access for ASGI servers.
+
+What `create_app` returns can still be extended before it serves, through the public APIs of the parts:
+`app.add_middleware(...)` and `app.add_error_handler(...)` (Connexion), hooks and extensions on `app.app`
+(Flask), bindings through `modules=` (injector). docs/architecture.md shows each.
+"""
 
 from __future__ import annotations
 
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 
-import orjson
-from connexion import FlaskApp
-from connexion.jsonifier import Jsonifier
-from connexion.middleware.context import ContextMiddleware
-from connexion.middleware.exceptions import ExceptionMiddleware
-from connexion.middleware.lifespan import LifespanMiddleware
-from connexion.middleware.request_validation import RequestValidationMiddleware
+from connexion.middleware.main import ConnexionMiddleware
 from connexion.middleware.response_validation import ResponseValidationMiddleware
-from connexion.middleware.routing import RoutingMiddleware
-from connexion.middleware.security import SecurityMiddleware
 from connexion.middleware.server_error import ServerErrorMiddleware
+from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from flask import Flask
 from flask_injector import FlaskInjector
@@ -29,66 +26,64 @@ from sqlalchemy import Engine
 from composition import Contract, build_injector
 from contract.avro import AvroSchemas
 from contract.avro_bounds import AvroLimits
-from contract.spec import ASYNCAPI_PATH, SPEC_PATH, ContractRules, load_spec, with_path_parameters_in_operations
+from contract.limits import InputLimits
+from contract.rules import ContractRules, validator_for
+from contract.spec import ASYNCAPI_PATH, SPEC_PATH, load_spec, with_path_parameters_in_operations
 from observability.metrics import MetricsEndpoint, ServiceMetrics
+from observability.readiness import Readiness
 from observability.telemetry import RequestTelemetry, install_request_id_in_g
-from providers.availability import DatabaseOutages, Readiness, Stopping
+from providers.availability import DatabaseOutages, Stopping
 from settings import Settings
 from web.availability import register_availability_handlers, stopping_on_signals
 from web.avro_bodies import avro_body_validator
+from web.docs import AuthoredAsyncApi, AuthoredSpec, RootDocsAliases
+from web.framing import ControlCharactersInPath, NoProtocolUpgrades, RequestFraming
 from web.injection import InjectingResolver
-from web.middleware import (
-    AuthoredAsyncApi,
-    AuthoredSpec,
-    ControlCharactersInPath,
-    NoProtocolUpgrades,
-    RequestFraming,
-    RootDocsAliases,
-    SwaggerUIOnDocsPaths,
-)
 from web.problems import register_problem_handlers
 from web.security import api_key_security_map
 from web.service_app import ServiceApp
+from web.speedups import Speedups
+from web.speedups.docs_routing import SwaggerUIOnDocsPaths
+from web.speedups.injection import inject_with_bindings_read_once
+from web.speedups.json import orjson_jsonifier
+from web.speedups.precheck import prechecked_validator_for
 from web.transactions import install_transaction_boundary
-from web.validation import InputLimits, validator_map
+from web.validation import validator_map
 
 BASE_PATH = "/v1"
 
 
-class _OrjsonModule:
-    """The json-module interface Connexion's Jsonifier expects, backed by orjson."""
+def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = (),
+               speedups: Speedups | None = None) -> ServiceApp:
+    """Build the service: spec-driven routing and validation, injected handlers, one transaction per request.
 
-    @staticmethod
-    def dumps(data, **_options) -> str:
-        return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS).decode()
-
-    @staticmethod
-    def loads(data):
-        return orjson.loads(data)
-
-
-def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = ()) -> ServiceApp:
-    """Build the service: spec-driven routing and validation, injected handlers, one transaction per request."""
+    `modules` are injector modules whose bindings replace the defaults (tests swap in fakes this way);
+    `speedups` overrides APP_SPEEDUPS (bench/paired.py turns them off one at a time).
+    """
     settings = settings or Settings.from_env()
+    speedups = speedups or Speedups.switched(settings.speedups)
     _quiet_connexion_logger()
     spec = load_spec()
     limits = InputLimits(max_json_depth=settings.max_json_depth, max_json_values=settings.max_json_values,
                          max_problem_errors=settings.max_problem_errors)
-    contract = Contract(rules=ContractRules(spec, limits), schemas=AvroSchemas(limits=avro_limits(settings)))
+    request_validators = prechecked_validator_for if speedups.validation_precheck else validator_for
+    rules = ContractRules(spec, limits, request_validators)
+    contract = Contract(rules=rules, schemas=AvroSchemas(limits=avro_limits(settings)))
     injector = build_injector(settings, contract, overrides=modules)
-    # Handlers block on the database, so Flask runs in these threads, not on the event loop (they start on use).
-    handler_threads = ThreadPoolExecutor(max_workers=settings.handler_threads, thread_name_prefix="handler")
     metrics = ServiceMetrics(injector.get(Engine), settings.database_url)
 
+    built: list[ServiceApp] = []  # the lifespan needs the app's threads, and the app its lifespan
     app = ServiceApp(
         __name__,
-        handler_threads=handler_threads,
-        lifespan=_lifespan(injector, handler_threads, metrics),
-        middlewares=[*_observability_middleware(settings, metrics), NoProtocolUpgrades, *_middleware_stack(settings)],
-        jsonifier=Jsonifier(_OrjsonModule),
-        validator_map=validator_map(limits, avro_body=avro_body_validator(contract.schemas, contract.rules)),
-        security_map=api_key_security_map(settings.api_keys),
+        threads=settings.handler_threads,
+        speedups=speedups,
+        lifespan=_lifespan(lambda: built[0], injector, metrics, speedups),
+        middlewares=middleware_stack(settings, metrics, speedups),
+        validator_map=validator_map(limits, avro_body_validator(contract.schemas, rules), request_validators),
+        security_map=api_key_security_map(settings.api_keys, cache_signature=speedups.signature_cache),
+        **({"jsonifier": orjson_jsonifier()} if speedups.orjson else {}),
     )
+    built.append(app)
     FlaskInjector(app=app.app, injector=injector)
     # After FlaskInjector: it wraps every annotated hook it finds for injection (a signature inspection
     # per call), and these need none. Its request-scope cleanup still runs after them.
@@ -97,18 +92,57 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     app.add_api(
         with_path_parameters_in_operations(spec),
         base_path=BASE_PATH,
-        resolver=InjectingResolver(injector),
+        resolver=InjectingResolver(injector, inject_with_bindings_read_once if speedups.bindings_once else None),
         strict_validation=True,
         validate_responses=settings.validate_responses,
-        # The spec itself is served as written by AuthoredSpec (web/middleware.py).
+        # The spec itself is served as written by AuthoredSpec (web/docs.py).
         swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui_config={"persistAuthorization": True}),
     )
     register_problem_handlers(app, spec, BASE_PATH)
     register_availability_handlers(app, injector.get(DatabaseOutages), settings.retry_after_seconds)
-    _register_routes_now(app)
     app.injector = injector
     app.metrics = metrics
     return app
+
+
+def middleware_stack(settings: Settings, metrics: ServiceMetrics, speedups: Speedups) -> list:
+    """Connexion's own default middleware list (`ConnexionMiddleware.default_middlewares`), with ours in place.
+
+    In front of all of it (so every answer is counted and carries its request id, also Connexion's own
+    problems): the telemetry, /metrics (an operator's endpoint, not part of the API, answered from the
+    event loop even while every handler thread is busy) and the refusal of protocol upgrades. In front of
+    Swagger UI: the request's framing and the docs' routes. A middleware a Connexion release adds to its
+    list is in the stack without a change here; one this list is placed against going missing stops the
+    start.
+    """
+    outermost = [
+        partial(RequestTelemetry, access_log=settings.access_log),
+        partial(MetricsEndpoint, metrics=metrics),
+        NoProtocolUpgrades,
+    ]
+    before_docs = [
+        ControlCharactersInPath,
+        partial(RequestFraming, max_bytes=settings.max_body_bytes),
+        partial(RootDocsAliases, base_path=BASE_PATH),
+        partial(AuthoredSpec, spec_path=SPEC_PATH, base_path=BASE_PATH),
+        partial(AuthoredAsyncApi, document_path=ASYNCAPI_PATH, base_path=BASE_PATH),
+    ]
+    stack = list(ConnexionMiddleware.default_middlewares)
+    _insert_before(stack, ServerErrorMiddleware, outermost)
+    _insert_before(stack, SwaggerUIMiddleware, before_docs)
+    if speedups.docs_routing:
+        stack[stack.index(SwaggerUIMiddleware)] = partial(SwaggerUIOnDocsPaths, base_path=BASE_PATH)
+    if not settings.validate_responses:
+        # With validation off it only passes every request and response through.
+        stack.remove(ResponseValidationMiddleware)
+    return stack
+
+
+def _insert_before(stack: list, anchor: type, middleware: list) -> None:
+    if anchor not in stack:
+        raise RuntimeError(f"Connexion's default middleware list no longer has {anchor.__name__}; see app.middleware_stack")
+    position = stack.index(anchor)
+    stack[position:position] = middleware
 
 
 def avro_limits(settings: Settings) -> AvroLimits:
@@ -123,76 +157,37 @@ def avro_limits(settings: Settings) -> AvroLimits:
 
 def flask_app() -> Flask:
     """Return the Flask app of a service built from the environment, for Flask's CLI (`flask --app app:flask_app routes`)."""
-    return create_app().app
-
-
-def _register_routes_now(app: FlaskApp) -> None:
-    # Connexion builds its middleware stack, and registers the spec's routes on the Flask app, on the
-    # first request. Built here instead, a mistake in the spec (an unknown operationId) stops the start
-    # rather than the first request, and Flask's CLI (`flask routes`) sees every operation.
-    middleware = app.middleware
+    service = create_app()
+    # Connexion registers the spec's routes on the Flask app when it builds its middleware stack, which a
+    # server does at start-up (the lifespan) and a test client at the first request; the CLI does neither.
+    middleware = service.middleware
     middleware.app, middleware.middleware_stack = middleware._build_middleware_stack()
+    return service.app
 
 
-def _lifespan(injector: Injector, handler_threads: ThreadPoolExecutor, metrics: ServiceMetrics) -> Callable:
+def _lifespan(app: Callable[[], ServiceApp], injector: Injector, metrics: ServiceMetrics, speedups: Speedups) -> Callable:
     """Prepare the process when a server starts the app; release its threads and connections when it stops."""
 
     @asynccontextmanager
     async def lifespan(_app) -> AsyncIterator[None]:
-        # Everything built so far (spec, validators, schemas, middleware) lives as long as the process.
-        # Left to the collector, each full collection walked all of it: a 30-80 ms pause that was the
-        # p99 of every scenario (bench/RESULTS.md). Frozen objects are never scanned again.
-        gc.collect()
-        gc.freeze()
+        if speedups.gc_freeze:
+            # Everything built so far (spec, validators, schemas, middleware) lives as long as the process.
+            # Left to the collector, each full collection walked all of it: a 30-80 ms pause that was the
+            # p99 of every scenario (bench/RESULTS.md). Frozen objects are never scanned again.
+            gc.collect()
+            gc.freeze()
         stopping = injector.get(Stopping)
         # Set at the stop signal, so long polls answer at once and the requests in flight can finish.
         with stopping_on_signals(stopping):
             yield
         stopping.set()
-        gc.unfreeze()
-        handler_threads.shutdown(wait=True)
+        if speedups.gc_freeze:
+            gc.unfreeze()
+        app().handler_threads.shutdown(wait=True)
         _close_databases(injector)
         metrics.close()
 
     return lifespan
-
-
-def _observability_middleware(settings: Settings, metrics: ServiceMetrics) -> list:
-    """The middleware in front of Connexion's stack: request ids, request metrics and the access log; /metrics.
-
-    In front of ServerErrorMiddleware, so every answer is counted and carries the request id, including
-    Connexion's own problems (security, validation, routing, 500s). /metrics is served here rather than
-    from the spec: it is an operator's endpoint in Prometheus' text format, not part of the API clients
-    are generated from, and it answers from the event loop even while every handler thread is busy.
-    """
-    return [
-        partial(RequestTelemetry, access_log=settings.access_log),
-        partial(MetricsEndpoint, metrics=metrics),
-    ]
-
-
-def _middleware_stack(settings: Settings) -> list:
-    """Connexion's default middleware stack, outermost first, with ours in front of the docs and routing."""
-    stack = [
-        ServerErrorMiddleware,
-        ExceptionMiddleware,
-        ControlCharactersInPath,
-        partial(RequestFraming, max_bytes=settings.max_body_bytes),
-        partial(RootDocsAliases, base_path=BASE_PATH),
-        partial(AuthoredSpec, spec_path=SPEC_PATH, base_path=BASE_PATH),
-        partial(AuthoredAsyncApi, document_path=ASYNCAPI_PATH, base_path=BASE_PATH),
-        partial(SwaggerUIOnDocsPaths, base_path=BASE_PATH),
-        RoutingMiddleware,
-        SecurityMiddleware,
-        RequestValidationMiddleware,
-        ResponseValidationMiddleware,
-        LifespanMiddleware,
-        ContextMiddleware,
-    ]
-    if not settings.validate_responses:
-        # With validation off it only passes every request and response through.
-        stack.remove(ResponseValidationMiddleware)
-    return stack
 
 
 def _quiet_connexion_logger() -> None:

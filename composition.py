@@ -10,8 +10,9 @@ from injector import Binder, Injector, Module, provider, singleton
 from sqlalchemy import Engine
 
 from contract.avro import AvroSchemas
-from contract.spec import ContractRules
-from providers.availability import DatabaseOutages, Readiness, Stopping
+from contract.rules import ContractRules
+from observability.readiness import Readiness
+from providers.availability import DatabaseOutages, Stopping
 from providers.database import make_engine, migration_heads
 from providers.events import EventFeed, Outbox
 from providers.idempotency import IdempotencyStore
@@ -30,8 +31,10 @@ from providers.sql_questions import SqlQuestionsProvider
 from providers.sql_rooms import SqlRoomsProvider
 from rest.idempotency import IdempotentCreates
 from rest.representation import Representer
+from rest.request import RequestFacts
 from settings import Settings
 from web.injection import Factory
+from web.request_facts import FlaskRequestFacts
 from web.transactions import RequestTransaction, begin_request_transaction
 
 
@@ -55,7 +58,10 @@ class ConfigModule(Module):
         binder.bind(Settings, to=self._settings)
         binder.bind(ContractRules, to=self._contract.rules)
         binder.bind(AvroSchemas, to=self._contract.schemas)
-        binder.bind(Representer, to=Representer(self._contract.schemas))
+        # One instance each, reading the request being handled (Flask's request is local to it).
+        request = FlaskRequestFacts()
+        binder.bind(RequestFacts, to=request)
+        binder.bind(Representer, to=Representer(self._contract.schemas, request))
 
 
 class DatabaseModule(Module):
@@ -151,7 +157,8 @@ class IdempotencyModule(Module):
         # Built here, once, and bound as an instance: every create asks for it, and an instance binding's
         # look-up skips the singleton scope's cache and its second acquisition of injector's lock.
         injector = binder.injector
-        guard = IdempotentCreates(lambda: injector.get(IdempotencyStore), self._schemas, self._settings.idempotency_ttl_seconds)
+        guard = IdempotentCreates(lambda: injector.get(IdempotencyStore), self._schemas,
+                                  self._settings.idempotency_ttl_seconds, FlaskRequestFacts())
         binder.bind(IdempotentCreates, to=guard)
 
 

@@ -34,6 +34,7 @@ class Settings:
     max_json_values: int = 10_000
     max_problem_errors: int = 100
     validate_responses: bool = False
+    speedups: bool = True
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     handler_threads: int = 40
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -72,6 +73,7 @@ class Settings:
             max_json_values=_int(environ, "APP_MAX_JSON_VALUES", cls.max_json_values, minimum=100),
             max_problem_errors=_int(environ, "APP_MAX_PROBLEM_ERRORS", cls.max_problem_errors, minimum=1),
             validate_responses=_bool(environ, "APP_VALIDATE_RESPONSES", cls.validate_responses),
+            speedups=_bool(environ, "APP_SPEEDUPS", cls.speedups),
             workers=_int(environ, "APP_WORKERS", os.cpu_count() or 1, minimum=1),
             handler_threads=_int(environ, "APP_THREADS", cls.handler_threads, minimum=1),
             amqp_url=environ.get("AMQP_URL") or cls.amqp_url,

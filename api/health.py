@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from injector import Inject
 
-from providers.availability import Readiness
-from rest.http import json_response
+from observability.readiness import Readiness
+from rest.representation import json_result
 
 
 def check_health():
     """Answer that the process serves requests (no database round trip)."""
-    return json_response({"status": "ok"})
+    return json_result({"status": "ok"})
 
 
 def check_readiness(readiness: Inject[Readiness]):
     """Answer whether this process can serve: the database answers and its migrations are at head (else 503)."""
     readiness.check()
-    return json_response({"status": "ready"})
+    return json_result({"status": "ready"})

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from connexion import NoContent, request
+from connexion import NoContent
 from injector import Inject
 
 from providers.items import ItemQuery, ItemsProvider, decode_item_cursor
-from rest.http import entity_tag, if_match, page_links, require_match
+from rest.conditional import entity_tag, require_match
 from rest.idempotency import IdempotentCreates
 from rest.representation import Representer
+from rest.request import RequestFacts
 
 
 def search_items(
@@ -22,7 +23,7 @@ def search_items(
 ):
     """Return one page of the items whose name contains `name`."""
     page = items.search(ItemQuery(name=name, limit=limit, after_id=decode_item_cursor(cursor) if cursor else None))
-    return represent.many("Item", page.items, page.next_cursor, page_links(page.next_cursor))
+    return represent.many("Item", page.items, page.next_cursor)
 
 
 def create_item(body: dict[str, Any], items: Inject[ItemsProvider], represent: Inject[Representer],
@@ -31,8 +32,7 @@ def create_item(body: dict[str, Any], items: Inject[ItemsProvider], represent: I
 
     def create():
         stored = items.create(body)
-        location = f"{request.url.path.rstrip('/')}/{stored.item['id']}"
-        return represent.one("Item", stored.item, 201, {"Location": location, "ETag": entity_tag(stored.version)})
+        return represent.created("Item", stored.item, stored.item["id"], entity_tag(stored.version))
 
     return once.run("create_item", "roomservice.NewItem", body, create)
 
@@ -43,16 +43,17 @@ def get_item(item_id: int, items: Inject[ItemsProvider], represent: Inject[Repre
     return represent.read("Item", stored.item, entity_tag(stored.version))
 
 
-def replace_item(item_id: int, body: dict[str, Any], items: Inject[ItemsProvider], represent: Inject[Representer]):
+def replace_item(item_id: int, body: dict[str, Any], items: Inject[ItemsProvider], represent: Inject[Representer],
+                 http: Inject[RequestFacts]):
     """Replace an item's writable fields."""
-    require_match(if_match(), items.get(item_id, for_update=True).version)
+    require_match(http.header("If-Match"), items.get(item_id, for_update=True).version)
     stored = items.replace(item_id, body)
     return represent.one("Item", stored.item, 200, {"ETag": entity_tag(stored.version)})
 
 
-def delete_item(item_id: int, items: Inject[ItemsProvider]):
+def delete_item(item_id: int, items: Inject[ItemsProvider], http: Inject[RequestFacts]):
     """Delete an item."""
-    precondition = if_match()
+    precondition = http.header("If-Match")
     if precondition is not None:
         require_match(precondition, items.get(item_id, for_update=True).version)
     items.delete(item_id)

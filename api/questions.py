@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from connexion import NoContent, request
+from connexion import NoContent
 from injector import Inject
 
 from providers.questions import QuestionQuery, QuestionsProvider, decode_question_cursor
-from rest.http import page_links
 from rest.idempotency import IdempotentCreates
 from rest.representation import Representer
 
@@ -23,7 +22,7 @@ def search_questions(
     """Return one page of questions, optionally of one category."""
     after = decode_question_cursor(cursor) if cursor else None
     page = questions.search(QuestionQuery(category=category, limit=limit, after_code=after))
-    return represent.many("Question", page.items, page.next_cursor, page_links(page.next_cursor))
+    return represent.many("Question", page.items, page.next_cursor)
 
 
 def create_question(body: dict[str, Any], questions: Inject[QuestionsProvider], represent: Inject[Representer],
@@ -32,8 +31,7 @@ def create_question(body: dict[str, Any], questions: Inject[QuestionsProvider], 
 
     def create():
         question = questions.create(body)
-        location = f"{request.url.path.rstrip('/')}/{question['question_code']}"
-        return represent.one("Question", question, 201, {"Location": location})
+        return represent.created("Question", question, question["question_code"])
 
     return once.run("create_question", "roomservice.NewQuestion", body, create)
 

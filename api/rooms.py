@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from connexion import NoContent, request
+from connexion import NoContent
 from injector import Inject
 
 from contract.errors import FieldError, InvalidInput
-from contract.spec import ContractRules
+from contract.rules import ContractRules
 from providers.rooms import Cursor, GeoCircle, RoomQuery, RoomsProvider, writable_fields
-from rest.http import entity_tag, if_match, merge_patch, page_links, require_match
+from rest.conditional import entity_tag, require_match
 from rest.idempotency import IdempotentCreates
+from rest.merge_patch import merge_patch
 from rest.representation import Representer
+from rest.request import RequestFacts
 
 
 def search_rooms(
@@ -44,7 +46,7 @@ def search_rooms(
         after=Cursor.decode(cursor, sort) if cursor else None,
     )
     page = rooms.search(query)
-    return represent.many("Room", page.items, page.next_cursor, page_links(page.next_cursor))
+    return represent.many("Room", page.items, page.next_cursor)
 
 
 def create_room(body: dict[str, Any], rooms: Inject[RoomsProvider], represent: Inject[Representer],
@@ -53,8 +55,7 @@ def create_room(body: dict[str, Any], rooms: Inject[RoomsProvider], represent: I
 
     def create():
         stored = rooms.create(body)
-        location = f"{request.url.path.rstrip('/')}/{stored.room['id']}"
-        return represent.one("Room", stored.room, 201, {"Location": location, "ETag": entity_tag(stored.version)})
+        return represent.created("Room", stored.room, stored.room["id"], entity_tag(stored.version))
 
     return once.run("create_room", "roomservice.NewRoom", body, create)
 
@@ -71,19 +72,20 @@ def update_room(
     rooms: Inject[RoomsProvider],
     rules: Inject[ContractRules],
     represent: Inject[Representer],
+    http: Inject[RequestFacts],
 ):
     """Apply a JSON merge patch to a room; the result must be a valid new room."""
     current = rooms.get(room_id, for_update=True)
-    require_match(if_match(), current.version)
+    require_match(http.header("If-Match"), current.version)
     merged = merge_patch(writable_fields(current.room), body)
     rules.check("NewRoom", merged, what="patched room")
     stored = rooms.replace(room_id, merged)
     return represent.one("Room", stored.room, 200, {"ETag": entity_tag(stored.version)})
 
 
-def delete_room(room_id: str, rooms: Inject[RoomsProvider]):
+def delete_room(room_id: str, rooms: Inject[RoomsProvider], http: Inject[RequestFacts]):
     """Delete a room."""
-    precondition = if_match()
+    precondition = http.header("If-Match")
     if precondition is not None:
         require_match(precondition, rooms.get(room_id, for_update=True).version)
     rooms.delete(room_id)

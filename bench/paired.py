@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -33,6 +34,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from web.speedups import Speedups  # noqa: E402 - after the project root is importable
+
 API_KEY = "bench-paired"
 ROOM = {
     "name": "Bench room", "description": "A bright room in a shared flat, close to the station.", "price": 650,
@@ -41,52 +44,6 @@ ROOM = {
     "area": {"name": "Kreuzberg", "country": "Germany", "city": "Berlin", "coordinates": {"lat": 52.4986, "lon": 13.4182}},
     "is_visible": True, "images": [{"url": "https://bench.example.com/images/1.jpg"}],
 }
-
-
-@contextlib.contextmanager
-def a2wsgi_bridge() -> Iterator[None]:
-    """Flask behind Connexion's own bridge, a2wsgi's WSGIMiddleware, instead of BufferedWSGIBridge (web/speedups/bridge.py)."""
-    from a2wsgi import WSGIMiddleware
-
-    import web.service_app
-
-    def a2wsgi(wsgi_app, executor):
-        return WSGIMiddleware(wsgi_app, workers=executor._max_workers)
-
-    with _replaced(web.service_app, "BufferedWSGIBridge", a2wsgi):
-        yield
-
-
-@contextlib.contextmanager
-def decorated_per_request() -> Iterator[None]:
-    """Connexion's FlaskApi and FlaskOperation: every handler decorated again on every request (web/service_app.py)."""
-    from connexion.apps.flask import FlaskApi
-
-    import web.service_app
-
-    with _replaced(web.service_app, "_DecorateOnceApi", FlaskApi):
-        yield
-
-
-@contextlib.contextmanager
-def injection_inspected_per_call() -> Iterator[None]:
-    """Handlers injected by Flask-Injector's own view wrapper (`injector.call_with_injection`, a signature
-    inspection per call) instead of bindings read once (web/injection.py)."""
-    import flask_injector
-
-    import web.injection
-
-    with _replaced(web.injection, "inject_into", flask_injector.wrap_function):
-        yield
-
-
-@contextlib.contextmanager
-def no_validation_precheck() -> Iterator[None]:
-    """Every request body validated by jsonschema alone, without the compiled pre-check (web/validation.py)."""
-    import web.validation
-
-    with _replaced(web.validation, "_precheck_for", lambda schema: None):
-        yield
 
 
 @contextlib.contextmanager
@@ -133,7 +90,8 @@ def no_telemetry() -> Iterator[None]:
             pass
 
     with (
-        _replaced(app_module, "_observability_middleware", lambda _settings, _metrics: []),
+        _replaced(app_module, "RequestTelemetry", lambda app, **_options: app),
+        _replaced(app_module, "MetricsEndpoint", lambda app, **_options: app),
         _replaced(observability.metrics, "PoolGauges", NoPoolGauges),
         _replaced(app_module, "install_request_id_in_g", lambda _flask_app: None),
     ):
@@ -196,16 +154,32 @@ def avro_decoded_in_a_thread() -> Iterator[None]:
 
 
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
-    "a2wsgi_bridge": a2wsgi_bridge,
-    "decorated_per_request": decorated_per_request,
-    "injection_inspected_per_call": injection_inspected_per_call,
-    "no_validation_precheck": no_validation_precheck,
     "stdlib_json_columns": stdlib_json_columns,
     "rows_read_by_name": rows_read_by_name,
     "no_telemetry": no_telemetry,
     "unbounded_avro_decoding": unbounded_avro_decoding,
     "avro_decoded_in_a_thread": avro_decoded_in_a_thread,
 }
+
+_ALL_ON = Speedups.all_on()
+SPEEDUP_VARIANTS: dict[str, tuple[Speedups, str]] = {
+    "no_speedups": (Speedups.all_off(), "every speedup of web/speedups off (APP_SPEEDUPS=false): stock Connexion"),
+    "a2wsgi_bridge": (dataclasses.replace(_ALL_ON, bridge=False),
+                      "Flask behind a2wsgi's WSGIMiddleware instead of web/speedups/bridge.py"),
+    "decorated_per_request": (dataclasses.replace(_ALL_ON, decorate_once=False),
+                              "every handler decorated again on every request, as Connexion's FlaskOperation does"),
+    "injection_inspected_per_call": (dataclasses.replace(_ALL_ON, bindings_once=False),
+                                     "handlers injected by `injector.call_with_injection`, a signature inspection per call"),
+    "no_validation_precheck": (dataclasses.replace(_ALL_ON, validation_precheck=False),
+                               "every request document validated by jsonschema alone, without the compiled pre-check"),
+    "docs_routing_per_request": (dataclasses.replace(_ALL_ON, docs_routing=False),
+                                 "Connexion's Swagger UI middleware trying its routes on every request"),
+    "signature_inspected_per_request": (dataclasses.replace(_ALL_ON, signature_cache=False),
+                                        "the API-key check's signature inspected twice per request"),
+    "stdlib_jsonifier": (dataclasses.replace(_ALL_ON, orjson=False), "responses serialised by Connexion's stdlib Jsonifier"),
+}
+"""A speedup undone is the same app built with that switch off (web/speedups); gc_freeze is not here: it acts at
+start-up and on the p99, which `make bench` measures."""
 
 
 @contextlib.contextmanager
@@ -302,7 +276,7 @@ class AvroBodyDriver(AsgiDriver):
 def main(argv: list[str] | None = None) -> int:
     """Seed a throwaway cluster, serve alternating blocks from both apps, print the median ratios."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("variant", choices=sorted(VARIANTS))
+    parser.add_argument("variant", choices=sorted([*VARIANTS, *SPEEDUP_VARIANTS]))
     parser.add_argument("--scenarios", default="get_room,get_room_avro,search_city,create_room")
     parser.add_argument("--pairs", type=int, default=30, help="pairs of blocks per scenario")
     parser.add_argument("--block", type=int, default=100, help="requests per block")
@@ -334,10 +308,16 @@ def main(argv: list[str] | None = None) -> int:
         import app
 
         as_is = app.create_app()
-        undo = VARIANTS[options.variant]
-        with undo():
-            undone = app.create_app()
-        print(f"service as it is against the service with {options.variant} ({undo.__doc__.strip()})")
+        if options.variant in SPEEDUP_VARIANTS:
+            speedups, description = SPEEDUP_VARIANTS[options.variant]
+            undo = contextlib.nullcontext
+            undone = app.create_app(speedups=speedups)
+        else:
+            undo = VARIANTS[options.variant]
+            description = (undo.__doc__ or "").strip()
+            with undo():
+                undone = app.create_app()
+        print(f"service as it is against the service with {options.variant} ({description})")
         for scenario in options.scenarios.split(","):
             driver = {"get_room_avro": AvroDriver, "create_room_avro": AvroBodyDriver}.get(scenario, AsgiDriver)
             kind = "get_room" if scenario == "get_room_avro" else scenario

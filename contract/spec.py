@@ -1,4 +1,4 @@
-"""The OpenAPI document as loaded once at start-up, and checks of documents against its schemas."""
+"""The OpenAPI and AsyncAPI documents: where they are, and the OpenAPI document as Connexion is given it."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from connexion.json_schema import ExtendedSafeLoader, resolve_refs
-
-from contract.errors import FieldError, InvalidInput
-from web.validation import DEFAULT_LIMITS, InputLimits, compiled_validator, describe_errors, field_errors
+from connexion.json_schema import ExtendedSafeLoader
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "swagger" / "openapi.yaml"
 ASYNCAPI_PATH = SPEC_PATH.with_name("asyncapi.yaml")
@@ -57,21 +54,3 @@ def with_path_parameters_in_operations(spec: dict[str, Any]) -> dict[str, Any]:
                 flattened[method] = {**item[method], "parameters": [*inherited, *own]}
         paths[template] = flattened
     return {**spec, "paths": paths}
-
-
-class ContractRules:
-    """Validates documents against the spec's component schemas with the same rules and limits as request bodies."""
-
-    def __init__(self, spec: dict[str, Any], limits: InputLimits = DEFAULT_LIMITS) -> None:
-        self._schemas = resolve_refs(spec)["components"]["schemas"]
-        self.limits = limits
-
-    def errors(self, schema_name: str, document: Any) -> tuple[list[FieldError], int]:
-        """Return the first failing fields of `document` against the component schema `schema_name`, and how many fail."""
-        return field_errors(compiled_validator(self._schemas[schema_name]).iter_errors(document), limits=self.limits)
-
-    def check(self, schema_name: str, document: Any, *, what: str) -> None:
-        """Raise InvalidInput listing the fields of `document` that break `schema_name`."""
-        errors, total = self.errors(schema_name, document)
-        if errors:
-            raise InvalidInput(describe_errors(what, errors, total), errors, total)

@@ -18,7 +18,6 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-import orjson
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import GaugeMetricFamily
@@ -28,6 +27,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from rest.problems import PROBLEM_MEDIA_TYPE, problem_json
 
 logger = logging.getLogger(__name__)
 
@@ -360,6 +361,5 @@ class MetricsEndpoint:
 
 
 def _problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> Response:
-    document = {"type": "about:blank", "title": title, "status": status, "detail": detail}
-    return Response(orjson.dumps(document), status_code=status, media_type="application/problem+json", headers=headers)
+    return Response(problem_json(status, title, detail), status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 

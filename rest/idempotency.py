@@ -7,20 +7,18 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import flask
 import orjson
-from connexion.context import context as connexion_context
-from connexion.lifecycle import ConnexionResponse
 
 from contract.avro import AvroSchemas
 from contract.errors import DomainError
 from providers.idempotency import IdempotencyStore, KeyScope, Outcome, StoredResponse
+from rest.representation import HandlerResult, Rendered
+from rest.request import RequestFacts
 
-IDEMPOTENCY_KEY_ENVIRON = "HTTP_IDEMPOTENCY_KEY"
+IDEMPOTENCY_KEY = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 PURGE_INTERVAL = timedelta(seconds=60)
 
-HandlerResult = tuple[Any, int, Mapping[str, str]]
 
 
 class IdempotencyKeyReused(DomainError):
@@ -54,23 +52,22 @@ class IdempotentCreates:
     """
 
     def __init__(self, store: Callable[[], IdempotencyStore], schemas: AvroSchemas, ttl_seconds: int,
-                 clock: Callable[[], datetime] = _utc_now) -> None:
+                 request: RequestFacts, clock: Callable[[], datetime] = _utc_now) -> None:
         self._store = store
         self._schemas = schemas
+        self._request = request
         self._ttl = timedelta(seconds=ttl_seconds)
         self._clock = clock
         self._next_purge = datetime.min.replace(tzinfo=UTC)
 
     def run(self, operation: str, record: str, body: Mapping[str, Any], create: Callable[[], HandlerResult]) -> Any:
         """Return `create()`'s answer, or with an Idempotency-Key that was used before, that first answer again."""
-        # The only cost a request without the header pays: one look-up in the WSGI environ (PEP 3333 names
-        # it), cheaper than going through the request's header mapping.
-        raw_key = flask.request.environ.get(IDEMPOTENCY_KEY_ENVIRON)
+        raw_key = self._request.header(IDEMPOTENCY_KEY)
         if raw_key is None:
-            return create()
+            return create()  # the only cost a request without the header pays: one header look-up
         # The spec's pattern admits a bare key or the draft's sf-string form; both name the same key.
         key = raw_key[1:-1] if raw_key.startswith('"') else raw_key
-        scope = KeyScope(connexion_context.get("user") or "", operation, key)
+        scope = KeyScope(self._request.principal(), operation, key)
         now = self._clock()
         store = self._store()
         claim = store.claim(scope, self._fingerprint(record, body), now, now + self._ttl)
@@ -101,7 +98,7 @@ class IdempotentCreates:
         return _as_response(answer)
 
     def _fingerprint(self, record: str, body: Mapping[str, Any]) -> str:
-        digest = hashlib.sha256(flask.request.mimetype.encode())
+        digest = hashlib.sha256(self._request.media_type().encode())
         digest.update(b"\n")
         digest.update(self._schemas.encode_single_object(record, body))
         return digest.hexdigest()
@@ -113,11 +110,12 @@ def _stored(result: HandlerResult) -> StoredResponse:
     if isinstance(body, bytes):
         content = body
     else:
-        # What the app's Jsonifier writes (app._OrjsonModule and Connexion's trailing newline).
+        # JSON as the app's orjson Jsonifier writes it (and Connexion's trailing newline); rendered here, so the
+        # first answer and its replays are the same bytes whichever Jsonifier the app has.
         content = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS) + b"\n"
     return StoredResponse(status, tuple(headers.items()), content)
 
 
-def _as_response(answer: StoredResponse, extra_headers: Mapping[str, str] | None = None) -> ConnexionResponse:
+def _as_response(answer: StoredResponse, extra_headers: Mapping[str, str] | None = None) -> Rendered:
     # The same bytes for the first answer and every replay: the body is never serialised twice.
-    return ConnexionResponse(status_code=answer.status, body=answer.body, headers=dict(answer.headers) | dict(extra_headers or {}))
+    return Rendered(answer.body, answer.status, dict(answer.headers) | dict(extra_headers or {}))

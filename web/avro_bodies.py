@@ -9,8 +9,8 @@ from connexion.validators import AbstractRequestBodyValidator
 from starlette.datastructures import MutableHeaders
 
 from contract.avro import AvroDecodeError, AvroSchemas
-from contract.spec import ContractRules
-from rest.http import JSON
+from contract.rules import ContractRules
+from rest.representation import JSON
 from web.validation import require_content_type, validation_problem
 
 AVRO_RECORD_KEY = "x-avro-record"

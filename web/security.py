@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import typing as t
 
 from connexion.security import ApiKeySecurityHandler
+
+from web.speedups.security import with_signature_cached
 
 
 def principal_of(key: str) -> str:
@@ -15,7 +16,7 @@ def principal_of(key: str) -> str:
     return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def api_key_security_map(keys: frozenset[str]) -> dict[str, type]:
+def api_key_security_map(keys: frozenset[str], *, cache_signature: bool = True) -> dict[str, type]:
     """Return a Connexion security map whose apiKey handler accepts exactly these keys.
 
     The request's principal (Connexion's `context["user"]`) tells the keys apart, so that what is kept
@@ -33,11 +34,9 @@ def api_key_security_map(keys: frozenset[str]) -> dict[str, type]:
         return {"sub": found} if found is not None else None
 
     class ConfiguredApiKeyHandler(ApiKeySecurityHandler):
+        # Connexion resolves the check function from the spec's x-apikeyInfoFunc; the keys come from the
+        # settings instead (docs/library-internals.md).
         def _resolve_func(self, security_scheme: dict) -> t.Callable:
             return check_api_key
 
-        # Connexion inspects the check function's signature twice per request to decide what to pass it;
-        # the answer never changes.
-        _accepts_kwarg = staticmethod(functools.lru_cache(maxsize=None)(ApiKeySecurityHandler._accepts_kwarg))
-
-    return {"apiKey": ConfiguredApiKeyHandler}
+    return {"apiKey": with_signature_cached(ConfiguredApiKeyHandler) if cache_signature else ConfiguredApiKeyHandler}

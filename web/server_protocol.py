@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from observability.request_ids import new_request_id
+from rest.problems import PROBLEM_MEDIA_TYPE, problem_json
 
 logger = logging.getLogger("uvicorn.error")
 
@@ -93,13 +93,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _send_problem(self, status: int, title: str, detail: str) -> None:
         request_id = new_request_id()
-        body = orjson.dumps(
-            {"type": "about:blank", "title": title, "status": status, "detail": detail, "request_id": request_id}
-        )
+        body = problem_json(status, title, detail, request_id=request_id)
         head = [f"HTTP/1.1 {status} {title}".encode("ascii")]
         head += [name + b": " + value for name, value in self.server_state.default_headers]
         head += [
-            b"content-type: application/problem+json",
+            b"content-type: " + PROBLEM_MEDIA_TYPE.encode("ascii"),
             b"content-length: " + str(len(body)).encode("ascii"),
             b"x-request-id: " + request_id.encode("ascii"),
             b"connection: close",

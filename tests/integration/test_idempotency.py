@@ -17,6 +17,7 @@ from contract.avro import AvroSchemas
 from providers.idempotency import IdempotencyStore
 from providers.memory_items import InMemoryItemsProvider
 from rest.idempotency import IdempotentCreates
+from rest.request import RequestFacts
 from settings import Settings
 from tests.conftest import LiveServer
 from tests.integration.test_concurrency import race
@@ -126,9 +127,10 @@ def with_clock(clock: Clock) -> Module:
     class ControlledClock(Module):
         @singleton
         @provider
-        def idempotent_creates(self, injector: Injector, settings: Settings, schemas: AvroSchemas) -> IdempotentCreates:
+        def idempotent_creates(self, injector: Injector, settings: Settings, schemas: AvroSchemas,
+                               request: RequestFacts) -> IdempotentCreates:
             return IdempotentCreates(lambda: injector.get(IdempotencyStore), schemas, settings.idempotency_ttl_seconds,
-                                     clock=clock)
+                                     request, clock=clock)
 
     return ControlledClock()
 

@@ -8,7 +8,8 @@ import pytest
 
 from contract.errors import PreconditionFailed
 from providers.rooms import EARTH_RADIUS_KM, GeoCircle, distance_km, haversine_term
-from rest.http import merge_patch, require_match
+from rest.conditional import require_match
+from rest.merge_patch import merge_patch
 from settings import ConfigurationError, Settings
 
 

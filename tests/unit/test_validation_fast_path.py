@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from contract.spec import load_spec
 from tests.support.factories import new_room
-from web.validation import FastPathValidator, compiled_validator
+from web.speedups.precheck import FastPathValidator, prechecked_validator_for
 
 SPEC = resolve_refs(load_spec())
 
@@ -103,14 +103,14 @@ SCHEMAS = request_schemas()
 
 @pytest.mark.parametrize(("name", "schema"), SCHEMAS, ids=[name for name, _ in SCHEMAS])
 def test_every_request_schema_gets_a_compiled_pre_check(name, schema):
-    validator = compiled_validator(schema)
+    validator = prechecked_validator_for(schema)
     assert isinstance(validator, FastPathValidator)
     assert validator._precheck is not None, f"{name} would always take the slow path"
 
 
 @pytest.mark.parametrize(("name", "schema"), SCHEMAS, ids=[name for name, _ in SCHEMAS])
 def test_the_pre_check_never_accepts_what_jsonschema_refuses(name, schema):
-    validator = compiled_validator(schema)
+    validator = prechecked_validator_for(schema)
 
     @settings(max_examples=300, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
@@ -143,13 +143,13 @@ NEW_ROOM = SPEC["components"]["schemas"]["NewRoom"]
     new_room(description=None) | {"description": None},
 ])
 def test_documents_that_break_a_rule_are_refused_with_jsonschemas_errors(document):
-    validator = compiled_validator(NEW_ROOM)
+    validator = prechecked_validator_for(NEW_ROOM)
     assert not validator.precheck_passes(document)
     assert list(validator.iter_errors(document))
 
 
 def test_valid_rooms_pass_the_pre_check_alone():
-    validator = compiled_validator(NEW_ROOM)
+    validator = prechecked_validator_for(NEW_ROOM)
     for document in (new_room(), new_room(is_visible=False, images=[{"url": "https://example.com/i.jpg"}]),
                      new_room(area=None), new_room(name="Zimmer in Köln 🏠", property_size="")):
         assert validator.precheck_passes(document), document
