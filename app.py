@@ -33,6 +33,7 @@ from observability.metrics import MetricsEndpoint, ServiceMetrics
 from observability.readiness import Readiness
 from observability.telemetry import RequestTelemetry, install_request_id_in_g
 from providers.availability import DatabaseOutages, Stopping
+from providers.database import pool_capacity
 from settings import Settings
 from web.availability import register_availability_handlers, stopping_on_signals
 from web.avro_bodies import avro_body_validator
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     rules = ContractRules(spec, limits, request_validators)
     contract = Contract(rules=rules, schemas=AvroSchemas(limits=avro_limits(settings)))
     injector = build_injector(settings, contract, overrides=modules)
-    metrics = ServiceMetrics(injector.get(Engine), settings.database_url)
+    metrics = ServiceMetrics(injector.get(Engine), settings.database_url, pool_capacity(settings.pool_size))
 
     built: list[ServiceApp] = []  # the lifespan needs the app's threads, and the app its lifespan
     app = ServiceApp(

@@ -163,13 +163,10 @@ class PoolGauges:
     process (tests build many) reports into the one gauge.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, capacity: int) -> None:
         self._in_use, self._max = pool_gauges()
         self._engine = engine
-        pool = engine.pool
-        size = pool.size() if callable(getattr(pool, "size", None)) else 1
-        # QueuePool keeps its overflow limit private; SQLAlchemy documents it as the `max_overflow` argument.
-        self._capacity = size + max(getattr(pool, "_max_overflow", 0), 0)
+        self._capacity = capacity
         self._max.inc(self._capacity)
         self._reported = 0
         self._lock = threading.Lock()
@@ -309,8 +306,8 @@ class _Measured:
 class ServiceMetrics:
     """One app's metrics: its pool sampled, the outbox counted at scrape time, and the exposition of all of it."""
 
-    def __init__(self, engine: Engine, database_url: str) -> None:
-        self.pool = PoolGauges(engine)
+    def __init__(self, engine: Engine, database_url: str, pool_capacity: int) -> None:
+        self.pool = PoolGauges(engine, pool_capacity)
         self.outbox_lag = OutboxLag(database_url)
         _WRITER.start()
         if multiprocess_mode():

@@ -39,6 +39,11 @@ class OnConnection:
         return self._connect()
 
 
+def pool_capacity(pool_size: int) -> int:
+    """Return how many connections an engine from make_engine may hold at once: its pool and as many again."""
+    return 2 * pool_size
+
+
 WRITES = "rooms_writes"
 """Execution option of a connection whose transaction will write: on SQLite it begins IMMEDIATE (see below)."""
 
@@ -50,13 +55,14 @@ def make_engine(database_url: str, *, pool_size: int = 10, pool_recycle: int = 3
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, pool_size=pool_size, pool_recycle=pool_recycle, pool_pre_ping=False)
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_capacity(pool_size) - pool_size, pool_recycle=pool_recycle,
+                               pool_pre_ping=False)
         _make_sqlite_transactional(engine, lock_timeout_ms=sqlite_lock_timeout * 1000)
         return engine
     return create_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_capacity(pool_size) - pool_size,
         pool_recycle=pool_recycle,
         # A ping costs a round trip per checkout (a quarter of a simple read's throughput in bench/);
         # recycling connections older than APP_DB_STALE_TIMEOUT is the default guard instead.
