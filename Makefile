@@ -6,7 +6,9 @@ DEV_KEY := dev-key-change-me
 # run and relay share it, so the service's /metrics also reports the relay (README, Metrics)
 METRICS_DIR := $(CURDIR)/var/metrics
 
-.PHONY: run relay test clients bench soak migrate system-deps node-deps check-schemas release-schemas bench-avro clean
+COVERAGE_FLOOR ?= 90
+
+.PHONY: run relay check test lint clients bench soak migrate system-deps node-deps check-schemas release-schemas bench-avro clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +33,20 @@ run: $(VENV)/.runtime
 relay: $(VENV)/.runtime
 	PROMETHEUS_MULTIPROC_DIR="$${PROMETHEUS_MULTIPROC_DIR:-$(METRICS_DIR)}" $(BIN)/python relay.py
 
-## test: every test, on SQLite and on a throwaway PostgreSQL cluster
-test: $(VENV)/.dev system-deps node-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+## lint: ruff, mypy and the import layers (pyproject.toml)
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+
+## check: the inner loop, under a minute: lint, then the unit tier (no database, no server)
+check: lint
+	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
+
+## test: lint, then every tier (unit, integration on SQLite, PostgreSQL and RabbitMQ, end-to-end), with coverage
+## of the service's own code, which must stay at COVERAGE_FLOOR % or above
+test: $(VENV)/.dev system-deps node-deps lint
+	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
 
 ## clients: generate the Python client into clients/python/ from SPEC_URL (e.g. http://localhost:9090/openapi.json),
 ## or, without SPEC_URL, from a server it starts on a free loopback port with a throwaway SQLite file and stops

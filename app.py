@@ -163,7 +163,8 @@ def flask_app() -> Flask:
     # server does at start-up (the lifespan) and a test client at the first request; the CLI does neither.
     middleware = service.middleware
     middleware.app, middleware.middleware_stack = middleware._build_middleware_stack()
-    return service.app
+    flask: Flask = service.app
+    return flask
 
 
 def _lifespan(app: Callable[[], ServiceApp], injector: Injector, metrics: ServiceMetrics, speedups: Speedups) -> Callable:

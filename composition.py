@@ -94,12 +94,12 @@ class SqlProvidersModule(Module):
         def on_transaction(provider_class):
             return Factory(lambda injector: provider_class(injector.get(RequestTransaction).connection, injector.get(Outbox)))
 
-        outbox = Factory(lambda injector: SqlOutbox(injector.get(RequestTransaction).connection, injector.get(AvroSchemas)))
+        outbox: Factory[Outbox] = Factory(lambda injector: SqlOutbox(injector.get(RequestTransaction).connection, injector.get(AvroSchemas)))
         binder.bind(Outbox, to=outbox, scope=request)
         binder.bind(RoomsProvider, to=on_transaction(SqlRoomsProvider), scope=request)
         binder.bind(ItemsProvider, to=on_transaction(SqlItemsProvider), scope=request)
         binder.bind(QuestionsProvider, to=on_transaction(SqlQuestionsProvider), scope=request)
-        idempotency_store = Factory(lambda injector: SqlIdempotencyStore(injector.get(RequestTransaction).connection))
+        idempotency_store: Factory[IdempotencyStore] = Factory(lambda injector: SqlIdempotencyStore(injector.get(RequestTransaction).connection))
         binder.bind(IdempotencyStore, to=idempotency_store, scope=request)
 
     @singleton

@@ -54,9 +54,9 @@ class AmqpPublisher:
         if self._channel is None or not self._channel.is_open:
             self.close()
             self._connection = pika.BlockingConnection(self._parameters)
-            self._channel = self._connection.channel()
-            self._channel.exchange_declare(self._exchange, exchange_type="topic", durable=True)
-            self._channel.confirm_delivery()
+            channel = self._channel = self._connection.channel()
+            channel.exchange_declare(self._exchange, exchange_type="topic", durable=True)
+            channel.confirm_delivery()
         return self._channel
 
     def publish(self, events: Sequence[Event]) -> None:

@@ -65,7 +65,7 @@ def main() -> int:
     finally:
         if reaper is not None:
             reaper.stop()
-        if created:
+        if created and metrics_dir is not None:
             # A supervisor (workers > 1) returns here after SIGTERM; a lone worker gets no directory of its own.
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

@@ -97,7 +97,7 @@ class Settings:
             avro_max_depth=_int(environ, "APP_AVRO_MAX_DEPTH", cls.avro_max_depth, minimum=1, maximum=100),
             avro_max_values=_int(environ, "APP_AVRO_MAX_VALUES", cls.avro_max_values, minimum=1),
             avro_max_schema_bytes=_int(environ, "APP_AVRO_MAX_SCHEMA_BYTES", cls.avro_max_schema_bytes, minimum=1),
-            avro_max_decoded_bytes=_int(environ, "APP_AVRO_MAX_DECODED_BYTES", None, minimum=1),
+            avro_max_decoded_bytes=_optional_int(environ, "APP_AVRO_MAX_DECODED_BYTES", minimum=1),
         )
 
 
@@ -114,6 +114,11 @@ def database_url_from_env(environ: Mapping[str, str]) -> str:
     port = _int(environ, "APP_DB_PORT", 5432, minimum=1)
     database = quote(environ.get("APP_DB_DATABASE", "rooms"), safe="")
     return f"postgresql+psycopg2://{credentials}@{host}:{port}/{database}"
+
+
+def _optional_int(environ: Mapping[str, str], name: str, *, minimum: int) -> int | None:
+    raw = environ.get(name)
+    return None if raw is None or raw == "" else _int(environ, name, 0, minimum=minimum)
 
 
 def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:

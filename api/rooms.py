@@ -13,7 +13,7 @@ from providers.rooms import Cursor, GeoCircle, RoomQuery, RoomsProvider, writabl
 from rest.conditional import entity_tag, require_match
 from rest.idempotency import IdempotentCreates
 from rest.merge_patch import merge_patch
-from rest.representation import Representer
+from rest.representation import Answer, HandlerResult, Representer
 from rest.request import RequestFacts
 
 
@@ -31,7 +31,7 @@ def search_rooms(
     sort: str = "created_at",
     limit: int = 20,
     cursor: str | None = None,
-):
+) -> HandlerResult:
     """Return one page of the rooms matching the filters."""
     query = RoomQuery(
         city=city,
@@ -50,17 +50,17 @@ def search_rooms(
 
 
 def create_room(body: dict[str, Any], rooms: Inject[RoomsProvider], represent: Inject[Representer],
-                once: Inject[IdempotentCreates]):
+                once: Inject[IdempotentCreates]) -> Answer:
     """Store a new room; a retry with the same Idempotency-Key gets the first answer again."""
 
-    def create():
+    def create() -> HandlerResult:
         stored = rooms.create(body)
         return represent.created("Room", stored.room, stored.room["id"], entity_tag(stored.version))
 
     return once.run("create_room", "roomservice.NewRoom", body, create)
 
 
-def get_room(room_id: str, rooms: Inject[RoomsProvider], represent: Inject[Representer]):
+def get_room(room_id: str, rooms: Inject[RoomsProvider], represent: Inject[Representer]) -> HandlerResult:
     """Return one room, or 304 when If-None-Match names its current ETag."""
     stored = rooms.get(room_id)
     return represent.read("Room", stored.room, entity_tag(stored.version))
@@ -73,7 +73,7 @@ def update_room(
     rules: Inject[ContractRules],
     represent: Inject[Representer],
     http: Inject[RequestFacts],
-):
+) -> HandlerResult:
     """Apply a JSON merge patch to a room; the result must be a valid new room."""
     current = rooms.get(room_id, for_update=True)
     require_match(http.header("If-Match"), current.version)
@@ -83,7 +83,7 @@ def update_room(
     return represent.one("Room", stored.room, 200, {"ETag": entity_tag(stored.version)})
 
 
-def delete_room(room_id: str, rooms: Inject[RoomsProvider], http: Inject[RequestFacts]):
+def delete_room(room_id: str, rooms: Inject[RoomsProvider], http: Inject[RequestFacts]) -> tuple[Any, int]:
     """Delete a room."""
     precondition = http.header("If-Match")
     if precondition is not None:

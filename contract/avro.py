@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import typing as t
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ class AvroSchema:
 
     name: str
     document: dict[str, Any]
-    parsed: dict[str, Any]
+    parsed: Any  # fastavro's parsed form
     canonical: str
     fingerprint: str
     version: int
@@ -53,12 +54,12 @@ class AvroSchema:
 
 def expanded_schema(path: Path) -> dict[str, Any]:
     """Load an .avsc file with every named type it references inlined (a self-contained document)."""
-    return load_schema(str(path), _write_hint=False)
+    return t.cast(dict[str, Any], load_schema(str(path), _write_hint=False))
 
 
 def crc64_fingerprint(document: Mapping[str, Any]) -> str:
     """Return the CRC-64-AVRO (Rabin) fingerprint of the schema's parsing canonical form, as hex."""
-    return fingerprint(to_parsing_canonical_form(document), "CRC-64-AVRO")
+    return fingerprint(to_parsing_canonical_form(dict(document)), "CRC-64-AVRO")
 
 
 def released_versions(name: str, history_dir: Path = HISTORY_DIR) -> list[tuple[int, dict[str, Any]]]:
@@ -112,14 +113,14 @@ class AvroSchemas:
         self._by_fingerprint = {schema.fingerprint: schema for schema in self._schemas.values()}
         # Every decode of bytes from outside (bodies, stored events) is bounded by these limits first.
         self._reader = BoundedAvroReader(limits)
-        self._roots: dict[str, list] = {}
+        self._roots: dict[str, list[Any]] = {}
         self._named_kinds: dict[str, dict[str, frozenset[str]]] = {}
         for name, schema in self._schemas.items():
             named: dict[str, Any] = {}
             self._roots[name] = compile_schema(fastavro.parse_schema(schema.document, named, _write_hint=False), named)
             self._named_kinds[name] = named_kinds(named)
 
-    def __iter__(self):
+    def __iter__(self) -> t.Iterator[AvroSchema]:
         return iter(self._schemas.values())
 
     def __contains__(self, name: str) -> bool:
@@ -171,7 +172,7 @@ class AvroSchemas:
             datum = fastavro.schemaless_reader(io.BytesIO(data[10:]), schema.parsed, None)
         except Exception:  # noqa: BLE001 - not UTF-8, or a value its logical type cannot hold
             raise AvroDecodeError("The Avro data is not readable: a value is not valid for its type.") from None
-        return schema, from_datum(schema.document, datum)
+        return schema, from_datum(schema.document, t.cast(Mapping[str, Any], datum))
 
     def decode_single(self, name: str, data: bytes) -> dict[str, Any]:
         """Read exactly one record from a container file, resolving its writer schema against ours.
@@ -228,10 +229,10 @@ def to_datum(schema: Mapping[str, Any], entity: Mapping[str, Any]) -> dict[str, 
 
 _NO_DEFAULT = object()
 # Per record schema (kept alive with it, so an id is never reused while cached): what to_datum does per field.
-_field_plans: dict[int, tuple[Mapping[str, Any], list[tuple]]] = {}
+_field_plans: dict[int, tuple[Mapping[str, Any], list[tuple[Any, ...]]]] = {}
 
 
-def _fields_of(schema: Mapping[str, Any]) -> list[tuple]:
+def _fields_of(schema: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     entry = _field_plans.get(id(schema))
     if entry is None or entry[0] is not schema:
         plan = []

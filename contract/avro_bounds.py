@@ -91,7 +91,7 @@ class WriterSchema:
 
     name: str
     parsed: Any
-    root: list
+    root: list[Any]
     named_kinds: dict[str, frozenset[str]]
 
 
@@ -294,7 +294,7 @@ class BoundedAvroReader:
 
     # --- datums ---------------------------------------------------------------------------------
 
-    def check_datum(self, root: list, data: bytes, position: int = 0, values: int = 0) -> tuple[int, int]:
+    def check_datum(self, root: list[Any], data: bytes, position: int = 0, values: int = 0) -> tuple[int, int]:
         """Walk one datum of schema `root` from `position` within the limits; return where it ends and the values counted.
 
         Raises AvroDecodeError at the first count, length, index or nesting level out of bounds.
@@ -303,7 +303,7 @@ class BoundedAvroReader:
         max_values = limits.max_values
         max_depth = limits.max_depth
         end = len(data)
-        stack: list[tuple[list, int]] = [(root, 1)]
+        stack: list[tuple[list[Any], int]] = [(root, 1)]
         pop, push = stack.pop, stack.append
         while stack:
             node, depth = pop()
@@ -387,13 +387,14 @@ def count_named_types(document: Any) -> int:
     return count
 
 
-def compile_schema(parsed: Any, named: dict[str, Any]) -> list:
+def compile_schema(parsed: Any, named: dict[str, Any]) -> list[Any]:
     """Compile a fastavro-parsed schema into nodes for `check_datum` (iteratively; recursive types become cycles)."""
-    nodes: dict[str, list] = {}
-    records: list[list] = []
-    work: list[tuple[Any, list]] = []
+    nodes: dict[str, list[Any]] = {}
+    records: list[list[Any]] = []
+    work: list[tuple[Any, list[Any]]] = []
 
-    def node_for(schema: Any) -> list:
+    def node_for(schema: Any) -> list[Any]:
+        node: list[Any]
         # {"type": <a type>} is that type, whether inline or a name.
         while isinstance(schema, dict) and (isinstance(schema.get("type"), (dict, list)) or schema.get("type") in named):
             schema = schema["type"]
@@ -411,11 +412,12 @@ def compile_schema(parsed: Any, named: dict[str, Any]) -> list:
             raise AvroDecodeError("The body's writer schema has a type that is neither a name, a list nor an object.")
         kind = schema.get("type")
         if kind in _NAMED_KINDS:
-            name = schema.get("name")
-            node = nodes.get(name)
-            if node is None:
-                node = nodes[name] = [None, 0, None]
-                work.append((schema, node))
+            name = str(schema.get("name"))
+            known = nodes.get(name)
+            if known is None:
+                known = nodes[name] = [None, 0, None]
+                work.append((schema, known))
+            node = known
             return node
         if schema.get("logicalType") == "decimal" and kind == "bytes":
             return [DECIMAL, 1, None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing as t
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ class DomainError(Exception):
         super().__init__(detail)
         self.detail = detail
 
-    def extensions(self) -> dict:
+    def extensions(self) -> dict[str, t.Any]:
         """Return extra problem members for this error."""
         return {}
 
@@ -38,7 +39,7 @@ class Conflict(DomainError):
         super().__init__(detail)
         self.conflicting_id = conflicting_id
 
-    def extensions(self) -> dict:
+    def extensions(self) -> dict[str, t.Any]:
         return {"conflicting_id": self.conflicting_id} if self.conflicting_id else {}
 
 
@@ -65,15 +66,15 @@ class InvalidInput(DomainError):
         self.errors = list(errors)
         self.total = len(self.errors) if total is None else total
 
-    def extensions(self) -> dict:
+    def extensions(self) -> dict[str, t.Any]:
         return problem_errors(self.errors, self.total)
 
 
-def problem_errors(errors: Sequence[FieldError], total: int) -> dict:
+def problem_errors(errors: Sequence[FieldError], total: int) -> dict[str, t.Any]:
     """Return the problem members that list failing fields: `errors`, and when the list is cut, the total."""
     if not errors:
         return {}
-    members: dict = {"errors": [{"path": e.path, "message": e.message} for e in errors]}
+    members: dict[str, t.Any] = {"errors": [{"path": e.path, "message": e.message} for e in errors]}
     if total > len(errors):
         members["errors_total"] = total
         members["errors_truncated"] = True

@@ -35,7 +35,7 @@ class Incompatibility:
 
 
 def _reads(reader: dict[str, Any], writer: dict[str, Any]) -> list[tuple[str, str]]:
-    result = ReaderWriterCompatibilityChecker().get_compatibility(
+    result = ReaderWriterCompatibilityChecker().get_compatibility(  # type: ignore[no-untyped-call]
         avro.schema.parse(json.dumps(reader)), avro.schema.parse(json.dumps(writer))
     )
     if result.compatibility is SchemaCompatibilityType.compatible:

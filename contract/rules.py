@@ -34,33 +34,40 @@ def _ecma_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def _pattern(validator, pattern, instance, schema):
+Rule = t.Callable[[Draft4Validator, t.Any, t.Any, dict[str, t.Any]], t.Iterator[ValidationError]]
+
+
+def _pattern(validator: Draft4Validator, pattern: str, instance: t.Any, schema: dict[str, t.Any]) -> t.Iterator[ValidationError]:
     if validator.is_type(instance, "string") and not _ecma_regex(pattern).search(instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-def _no_nul(validator, expected_type, instance, schema):
+def _no_nul(validator: Draft4Validator, expected_type: t.Any, instance: t.Any,
+            schema: dict[str, t.Any]) -> t.Iterator[ValidationError]:
     # PostgreSQL cannot store U+0000 in text; refuse it in every string, whatever the backend.
     if isinstance(instance, str) and "\x00" in instance:
         yield ValidationError("strings must not contain the NUL character (U+0000)")
 
 
-def _finite(validator, expected_type, instance, schema):
+def _finite(validator: Draft4Validator, expected_type: t.Any, instance: t.Any,
+            schema: dict[str, t.Any]) -> t.Iterator[ValidationError]:
     # JSON has no NaN or infinity, but a query parameter (`radius_km=nan`) or an Avro double can carry
     # one, and every range check is false for NaN: `nan > 20038` lets it through.
     if isinstance(instance, float) and not math.isfinite(instance):
         yield ValidationError(f"{instance!r} is not a finite number")
 
 
-def _with_contract_rules(base):
-    type_check = base.VALIDATORS["type"]
+def _with_contract_rules(base: type[Draft4Validator]) -> type[Draft4Validator]:
+    type_check: Rule = base.VALIDATORS["type"]
 
-    def type_and_contract_rules(validator, expected_type, instance, schema):
+    def type_and_contract_rules(validator: Draft4Validator, expected_type: t.Any, instance: t.Any,
+                                schema: dict[str, t.Any]) -> t.Iterator[ValidationError]:
         yield from type_check(validator, expected_type, instance, schema)
         yield from _no_nul(validator, expected_type, instance, schema)
         yield from _finite(validator, expected_type, instance, schema)
 
-    return extend(base, {"pattern": _pattern, "type": type_and_contract_rules})
+    extended: type[Draft4Validator] = extend(base, {"pattern": _pattern, "type": type_and_contract_rules})  # type: ignore[no-untyped-call]
+    return extended
 
 
 RequestValidator = _with_contract_rules(Draft4RequestValidator)
@@ -73,15 +80,15 @@ class Validator(t.Protocol):
     def iter_errors(self, instance: t.Any) -> t.Iterator[ValidationError]: ...
 
 
-ValidatorFor = t.Callable[[dict], Validator]
+ValidatorFor = t.Callable[[dict[str, t.Any]], Validator]
 """Returns the request validator for a schema object; web/speedups puts a compiled pre-check in front of it."""
 
 # Connexion creates its validator objects on every request; the schemas they receive are the
 # operation's own long-lived dicts, so a validator can be kept per schema object.
-_validators: dict[tuple[int, type], tuple[dict, Draft4Validator]] = {}
+_validators: dict[tuple[int, type], tuple[dict[str, t.Any], Draft4Validator]] = {}
 
 
-def validator_for(schema: dict, kind: type = RequestValidator) -> Draft4Validator:
+def validator_for(schema: dict[str, t.Any], kind: type[Draft4Validator] = RequestValidator) -> Draft4Validator:
     """Return the Draft 4 validator with the contract's rules (and OpenAPI's nullable) for this schema object, built once."""
     key = (id(schema), kind)
     entry = _validators.get(key)
@@ -122,7 +129,7 @@ def _field_errors_of(error: ValidationError, root: str) -> t.Iterator[FieldError
         # Point at the missing member, not at the object that lacks it.
         missing = error.message.split("'")[1] if error.message.count("'") >= 2 else ""
         yield field_error(f"{base}.{missing}" if missing else base, error.message)
-    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+    elif error.validator == "additionalProperties" and isinstance(error.instance, dict) and isinstance(error.schema, dict):
         allowed = set(error.schema.get("properties", {}))
         for name in sorted(set(error.instance) - allowed):
             yield field_error(f"{base}.{name}", f"'{name}' is not a writable property here")

@@ -16,7 +16,8 @@ ASYNCAPI_PATH = SPEC_PATH.with_name("asyncapi.yaml")
 def load_spec(path: Path = SPEC_PATH) -> dict[str, Any]:
     """Read the OpenAPI document (YAML) into a dict."""
     with path.open(encoding="utf-8") as handle:
-        return yaml.load(handle, ExtendedSafeLoader)
+        document: dict[str, Any] = yaml.load(handle, ExtendedSafeLoader)
+        return document
 
 
 _HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

@@ -63,7 +63,7 @@ def unavailable_reason(error: BaseException) -> str | None:
 def _connection_level(orig: BaseException | None) -> bool:
     if isinstance(orig, sqlite3.Error):
         return (getattr(orig, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_UNREACHABLE
-    if hasattr(orig, "pgcode"):
+    if orig is not None and hasattr(orig, "pgcode"):
         # libpq's own errors (refused, timed out, closed by the server) carry no SQLSTATE at all.
         code = orig.pgcode
         return code is None or code.startswith(_PG_CONNECTION_STATES)

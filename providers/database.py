@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import typing as t
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def _make_sqlite_transactional(engine: Engine, *, lock_timeout_ms: int) -> None:
     # pysqlite's own transaction handling breaks SAVEPOINT and defers BEGIN; SQLAlchemy's
     # documented recipe hands transaction control back to SQLAlchemy.
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:
+    def _on_connect(dbapi_connection: t.Any, _record: t.Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -89,7 +90,7 @@ def _make_sqlite_transactional(engine: Engine, *, lock_timeout_ms: int) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(connection) -> None:
+    def _on_begin(connection: Connection) -> None:
         # A deferred transaction that has read cannot become a writer once another writer committed
         # after its snapshot: SQLite answers "database is locked" at once, without waiting the busy
         # timeout (20 concurrent PATCHes gave up to 18 of those). A transaction that will write takes
@@ -99,7 +100,7 @@ def _make_sqlite_transactional(engine: Engine, *, lock_timeout_ms: int) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def alembic_config(database_url: str):
+def alembic_config(database_url: str) -> t.Any:
     """Return an Alembic config for the project's migrations against this database."""
     from alembic.config import Config
 

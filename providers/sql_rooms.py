@@ -19,7 +19,7 @@ from sqlalchemy import (
     Select,
     String,
     Text,
-    TextClause,
+    TextualSelect,
     UniqueConstraint,
     Uuid,
     bindparam,
@@ -95,7 +95,7 @@ GET_ROOM_FOR_UPDATE = GET_ROOM.with_for_update()
 SELECT_ROOMS = select(*COLUMNS)
 
 
-def _insert_room_on_postgresql() -> TextClause:
+def _insert_room_on_postgresql() -> TextualSelect:
     # SQLAlchemy never caches the compiled form of PostgreSQL's INSERT ... ON CONFLICT (its Insert
     # sets inherit_cache = False), so each POST compiled it again: about a quarter of a create's
     # Python work in bench/. A typed text() statement is compiled once.
@@ -283,7 +283,7 @@ def _search_shape(query: RoomQuery) -> tuple[tuple[tuple[str, ...], str | None, 
 
 
 @functools.lru_cache(maxsize=512)
-def _search_statement(filters: tuple[str, ...], near: str | None, sort: str, after: bool) -> Select:
+def _search_statement(filters: tuple[str, ...], near: str | None, sort: str, after: bool) -> Select[Any]:
     # One statement per query shape, values bound at execution: building a select and computing its
     # cache key on every search cost about as much as running it (bench/RESULTS.md).
     statement = SELECT_ROOMS

@@ -12,7 +12,7 @@ import orjson
 from contract.avro import AvroSchemas
 from contract.errors import DomainError
 from providers.idempotency import IdempotencyStore, KeyScope, Outcome, StoredResponse
-from rest.representation import HandlerResult, Rendered
+from rest.representation import Answer, HandlerResult, Rendered
 from rest.request import RequestFacts
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -60,7 +60,7 @@ class IdempotentCreates:
         self._clock = clock
         self._next_purge = datetime.min.replace(tzinfo=UTC)
 
-    def run(self, operation: str, record: str, body: Mapping[str, Any], create: Callable[[], HandlerResult]) -> Any:
+    def run(self, operation: str, record: str, body: Mapping[str, Any], create: Callable[[], HandlerResult]) -> Answer:
         """Return `create()`'s answer, or with an Idempotency-Key that was used before, that first answer again."""
         raw_key = self._request.header(IDEMPOTENCY_KEY)
         if raw_key is None:
@@ -71,7 +71,7 @@ class IdempotentCreates:
         now = self._clock()
         store = self._store()
         claim = store.claim(scope, self._fingerprint(record, body), now, now + self._ttl)
-        if claim.outcome is Outcome.REPLAY:
+        if claim.outcome is Outcome.REPLAY and claim.response is not None:
             return _as_response(claim.response, {REPLAYED: "true"})
         if claim.outcome is Outcome.MISMATCH:
             raise IdempotencyKeyReused(

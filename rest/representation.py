@@ -35,6 +35,10 @@ class Rendered:
     headers: Mapping[str, str]
 
 
+Answer = HandlerResult | Rendered
+"""Any handler's result: one Connexion serialises, or one already rendered."""
+
+
 class NotAcceptable(DomainError):
     """The client accepts none of the representations this operation offers."""
 

@@ -8,7 +8,8 @@ from connexion.exceptions import BadRequestProblem, ProblemException
 from connexion.validators import AbstractRequestBodyValidator
 from starlette.datastructures import MutableHeaders
 
-from contract.avro import AvroDecodeError, AvroSchemas
+from contract.avro import AvroSchemas
+from contract.avro_bounds import AvroDecodeError
 from contract.rules import ContractRules
 from rest.representation import JSON
 from web.validation import require_content_type, validation_problem

@@ -37,8 +37,8 @@ class BufferedWSGIBridge:
         body = await _read_body(receive)
         if body is None:
             return  # the client went away before it finished sending
-        environ = build_environ(scope, io.BytesIO(body))
-        call = contextvars.copy_context().run
+        environ = build_environ(t.cast(t.Any, scope), t.cast(t.Any, io.BytesIO(body)))
+        call: t.Callable[..., Response] = contextvars.copy_context().run
         status, headers, chunks = await asyncio.get_running_loop().run_in_executor(
             self.executor, call, self._respond, environ
         )
@@ -74,7 +74,7 @@ async def _read_body(receive: Receive) -> bytes | None:
     message = await receive()
     if message["type"] == "http.disconnect":
         return None
-    body = message.get("body", b"")
+    body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
         return body
     parts = [body]

@@ -37,7 +37,7 @@ class _DecorateOnceDecorator(FlaskDecorator):
 
 class _DecorateOnceOperation(FlaskOperation):
     @functools.cached_property
-    def fn(self) -> t.Callable:  # type: ignore[override]
+    def fn(self) -> t.Callable:
         return _DecorateOnceDecorator(pythonic_params=self.pythonic_params, jsonifier=self.jsonifier)(self._fn)
 
 
@@ -59,4 +59,4 @@ def decorate_handlers_once(flask_asgi_app: FlaskASGIApp) -> None:
         self.app.register_blueprint(api.blueprint, **({"name": name} if name is not None else {}))
         return api
 
-    flask_asgi_app.add_api = types.MethodType(add_api, flask_asgi_app)  # type: ignore[method-assign]
+    flask_asgi_app.add_api = types.MethodType(add_api, flask_asgi_app)
