@@ -44,7 +44,6 @@ from web.problems import register_problem_handlers
 from web.security import api_key_security_map
 from web.service_app import ServiceApp
 from web.speedups import Speedups
-from web.speedups.docs_routing import SwaggerUIOnDocsPaths
 from web.speedups.injection import inject_with_bindings_read_once
 from web.speedups.json import orjson_jsonifier
 from web.speedups.precheck import prechecked_validator_for
@@ -79,9 +78,9 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
         threads=settings.handler_threads,
         speedups=speedups,
         lifespan=_lifespan(lambda: built[0], injector, metrics, speedups),
-        middlewares=middleware_stack(settings, metrics, speedups),
+        middlewares=middleware_stack(settings, metrics),
         validator_map=validator_map(limits, avro_body_validator(contract.schemas, rules), request_validators),
-        security_map=api_key_security_map(settings.api_keys, cache_signature=speedups.signature_cache),
+        security_map=api_key_security_map(settings.api_keys),
         **({"jsonifier": orjson_jsonifier()} if speedups.orjson else {}),
     )
     built.append(app)
@@ -106,7 +105,7 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     return app
 
 
-def middleware_stack(settings: Settings, metrics: ServiceMetrics, speedups: Speedups) -> list:
+def middleware_stack(settings: Settings, metrics: ServiceMetrics) -> list:
     """Connexion's own default middleware list (`ConnexionMiddleware.default_middlewares`), with ours in place.
 
     In front of all of it (so every answer is counted and carries its request id, also Connexion's own
@@ -131,8 +130,6 @@ def middleware_stack(settings: Settings, metrics: ServiceMetrics, speedups: Spee
     stack = list(ConnexionMiddleware.default_middlewares)
     _insert_before(stack, ServerErrorMiddleware, outermost)
     _insert_before(stack, SwaggerUIMiddleware, before_docs)
-    if speedups.docs_routing:
-        stack[stack.index(SwaggerUIMiddleware)] = partial(SwaggerUIOnDocsPaths, base_path=BASE_PATH)
     if not settings.validate_responses:
         # With validation off it only passes every request and response through.
         stack.remove(ResponseValidationMiddleware)

@@ -172,10 +172,6 @@ SPEEDUP_VARIANTS: dict[str, tuple[Speedups, str]] = {
                                      "handlers injected by `injector.call_with_injection`, a signature inspection per call"),
     "no_validation_precheck": (dataclasses.replace(_ALL_ON, validation_precheck=False),
                                "every request document validated by jsonschema alone, without the compiled pre-check"),
-    "docs_routing_per_request": (dataclasses.replace(_ALL_ON, docs_routing=False),
-                                 "Connexion's Swagger UI middleware trying its routes on every request"),
-    "signature_inspected_per_request": (dataclasses.replace(_ALL_ON, signature_cache=False),
-                                        "the API-key check's signature inspected twice per request"),
     "stdlib_jsonifier": (dataclasses.replace(_ALL_ON, orjson=False), "responses serialised by Connexion's stdlib Jsonifier"),
 }
 """A speedup undone is the same app built with that switch off (web/speedups); gc_freeze is not here: it acts at

@@ -8,15 +8,13 @@ import typing as t
 
 from connexion.security import ApiKeySecurityHandler
 
-from web.speedups.security import with_signature_cached
-
 
 def principal_of(key: str) -> str:
     """Return the name a request authenticated with this API key acts as: a digest of the key, never the key."""
     return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def api_key_security_map(keys: frozenset[str], *, cache_signature: bool = True) -> dict[str, type]:
+def api_key_security_map(keys: frozenset[str]) -> dict[str, type]:
     """Return a Connexion security map whose apiKey handler accepts exactly these keys.
 
     The request's principal (Connexion's `context["user"]`) tells the keys apart, so that what is kept
@@ -39,4 +37,4 @@ def api_key_security_map(keys: frozenset[str], *, cache_signature: bool = True) 
         def _resolve_func(self, security_scheme: dict) -> t.Callable:
             return check_api_key
 
-    return {"apiKey": with_signature_cached(ConfiguredApiKeyHandler) if cache_signature else ConfiguredApiKeyHandler}
+    return {"apiKey": ConfiguredApiKeyHandler}

@@ -23,10 +23,6 @@ class Speedups:
     """Each handler decorated once per operation instead of on every request (web/speedups/decorate_once.py)."""
     validation_precheck: bool = True
     """Request documents pre-checked by code fastjsonschema compiles; jsonschema only for those it refuses."""
-    docs_routing: bool = True
-    """Connexion's Swagger UI middleware consulted only for the docs' paths (web/speedups/docs_routing.py)."""
-    signature_cache: bool = True
-    """The API-key check's signature inspected once, not twice per request (web/speedups/security.py)."""
     bindings_once: bool = True
     """A handler's injected parameters read once, not by `call_with_injection` per call (web/speedups/injection.py)."""
     orjson: bool = True
