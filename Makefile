@@ -6,7 +6,8 @@ DEV_KEY := dev-key-change-me
 # run and relay share it, so the service's /metrics also reports the relay (README, Metrics)
 METRICS_DIR := $(CURDIR)/var/metrics
 
-COVERAGE_FLOOR ?= 90
+# What the suite reached when the floor was set (97 %), less a point for paths only timing decides.
+COVERAGE_FLOOR ?= 96
 
 .PHONY: run relay check test lint clients bench soak migrate system-deps node-deps check-schemas release-schemas bench-avro clean
 
@@ -44,9 +45,9 @@ check: lint
 	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
 
 ## test: lint, then every tier (unit, integration on SQLite, PostgreSQL and RabbitMQ, end-to-end), with coverage
-## of the service's own code, which must stay at COVERAGE_FLOOR % or above
+## of the service's own code, which must stay at COVERAGE_FLOOR % or above (not checked when PYTEST_ARGS picks a part)
 test: $(VENV)/.dev system-deps node-deps lint
-	$(BIN)/python -m pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report=term $(if $(PYTEST_ARGS),,--cov-fail-under=$(COVERAGE_FLOOR)) $(PYTEST_ARGS)
 
 ## clients: generate the Python client into clients/python/ from SPEC_URL (e.g. http://localhost:9090/openapi.json),
 ## or, without SPEC_URL, from a server it starts on a free loopback port with a throwaway SQLite file and stops
