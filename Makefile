@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEV_KEY := dev-key-change-me
-# run and relay share it, so the service's /metrics also reports the relay (README, Metrics)
+# run and relay share it, so the service's /metrics also reports the relay (docs/operations.md, Metrics)
 METRICS_DIR := $(CURDIR)/var/metrics
 
 # What the suite reached when the floor was set (97 %), less a point for paths only timing decides.
@@ -30,7 +30,7 @@ run: $(VENV)/.runtime
 	fi
 	APP_API_KEYS="$${APP_API_KEYS:-$(DEV_KEY)}" PROMETHEUS_MULTIPROC_DIR="$${PROMETHEUS_MULTIPROC_DIR:-$(METRICS_DIR)}" $(BIN)/python serve.py
 
-## relay: publish committed events to RabbitMQ (AMQP_URL, RELAY_EXCHANGE; see README)
+## relay: publish committed events to RabbitMQ (AMQP_URL, RELAY_EXCHANGE; docs/events.md)
 relay: $(VENV)/.runtime
 	PROMETHEUS_MULTIPROC_DIR="$${PROMETHEUS_MULTIPROC_DIR:-$(METRICS_DIR)}" $(BIN)/python relay.py
 

@@ -2,7 +2,7 @@
 
 Run with `make relay` (or `python relay.py`); configure with DATABASE_URL/APP_DB_*, AMQP_URL and
 RELAY_EXCHANGE. Several relays may run against one database: one publishes at a time. With the service's
-PROMETHEUS_MULTIPROC_DIR, its counters appear in the service's /metrics (README, Metrics).
+PROMETHEUS_MULTIPROC_DIR, its counters appear in the service's /metrics (docs/operations.md, Metrics).
 """
 
 from __future__ import annotations

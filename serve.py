@@ -53,7 +53,7 @@ def main() -> int:
             http=BoundedHttpToolsProtocol,
             h11_max_incomplete_event_size=settings.max_header_bytes,
             # The service speaks no WebSocket: upgrade requests reach the app as plain HTTP and get a 400
-            # problem (web.middleware.NoProtocolUpgrades) rather than a handshake the app cannot finish.
+            # problem (web.framing.NoProtocolUpgrades) rather than a handshake the app cannot finish.
             ws="none",
             proxy_headers=True,
             access_log=False,  # observability.telemetry writes the access log, with the request id and operationId

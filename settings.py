@@ -28,7 +28,7 @@ class Settings:
     port: int = 9090
     api_keys: frozenset[str] = field(default_factory=frozenset)
     max_body_bytes: int = 1024 * 1024
-    # Hostile and odd input (README, Limits): bounds on what a client can make the service walk or list.
+    # Hostile and odd input (docs/api.md, Limits on client input): bounds on what a client can make the service walk or list.
     max_header_bytes: int = 64 * 1024
     max_json_depth: int = 32
     max_json_values: int = 10_000

@@ -88,7 +88,7 @@ def room_from_row(row) -> dict:
     """Return the API shape of a room row (the same members as providers.sql_rooms.room_from_row).
 
     Members are read by name, as plain SQLAlchemy code reads them; the service unpacks by position,
-    and the README's performance section says what that is worth.
+    and docs/performance.md says what that is worth.
     """
     room = {
         "id": str(row.id),

@@ -1315,7 +1315,7 @@ def render_report(options: argparse.Namespace, facts: dict, obs: Observations, c
         + ("; one instance killed (SIGKILL) and started again, the relay holding the publishing turn killed and "
            "started again" if options.replicas > 1 else "") + "; "
         f"{facts['cores']} cores, load average {facts['load_average']} before the run. Made by `make soak` "
-        "(see README, Soak test).",
+        "(see docs/operations.md, The soak test).",
         "",
         f"**Result: {verdict}** ({passed} of {len(checks)} checks passed)",
         "",

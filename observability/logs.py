@@ -31,7 +31,7 @@ class WebSocketAdviceFilter(logging.Filter):
     """Drop uvicorn's advice to install a WebSocket library, logged with every upgrade request it cannot serve.
 
     serve.py runs uvicorn without WebSocket support on purpose (`ws="none"`: the service speaks none,
-    and web.middleware.NoProtocolUpgrades answers such requests with a 400 problem); uvicorn's
+    and web.framing.NoProtocolUpgrades answers such requests with a 400 problem); uvicorn's
     "Unsupported upgrade request." line stays.
     """
 

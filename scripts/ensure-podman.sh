@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure podman (with the runc runtime), mmdebstrap and podman-compose's needs exist for the container
 # tests (tests/e2e/test_container_image.py, tests/e2e/test_compose.py). Docker's engine does not run on the
-# project's machines; podman from Debian's packages does (docs/deploy.md, "How the suite runs it").
+# project's machines; podman from Debian's packages does (docs/deploy.md, "How the suite proves it").
 set -euo pipefail
 
 # netavark and aardvark-dns: container networks with DNS, so compose services reach each other by name.

@@ -20,8 +20,9 @@ class InjectingResolver(Resolver):
     """Resolve operationIds as usual, then wrap each handler so the injector supplies its `Inject[...]` parameters.
 
     FlaskInjector wraps the view functions it finds when it is constructed, but Connexion 3 registers its
-    routes only on the first request and calls each handler through its own wrapper, which passes the
-    spec's parameters and drops any others (shared/design.md §1; tests/integration/test_flask_app.py keeps the failing case).
+    routes only when its middleware stack is built (at start-up, or the first request) and calls each handler
+    through its own wrapper, which passes the spec's parameters and drops any others (tests/integration/
+    test_flask_app.py keeps the failing case).
     So this is the one point where handlers can be injected. What they get comes from the one injector
     FlaskInjector was given, and request-scoped objects from Flask-Injector's request scope, which it
     opens before and clears after every Flask request.

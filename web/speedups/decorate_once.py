@@ -4,7 +4,7 @@
 decorates the handler again inside every call (parameter and response decorators, `inspect.signature`
 of the handler included). None of it depends on the request; here it is built on an operation's first
 request and kept. The request itself is still read per call, as Connexion does. Measured in
-bench/RESULTS.md (tuning log, `decorate_once`); docs/library-internals.md lists what it relies on.
+bench/RESULTS.md (tuning log, variant `decorated_per_request`); docs/library-internals.md lists what it relies on.
 """
 
 from __future__ import annotations

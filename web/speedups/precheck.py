@@ -1,7 +1,7 @@
 """A compiled pre-check in front of jsonschema: a valid document is known valid in a few µs (fastjsonschema).
 
 A speedup only (web/speedups): with it off, every document goes through jsonschema as contract/rules.py
-builds it, with the same answers. Measured in bench/RESULTS.md (tuning log, `validation_precheck`).
+builds it, with the same answers. Measured in bench/RESULTS.md (tuning log, variant `no_validation_precheck`).
 """
 
 from __future__ import annotations
