@@ -20,7 +20,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from bench.run import Server  # noqa: E402
+from bench.run import Server, stop_group  # noqa: E402
 from providers.sql_events import RELAY_LOCK_KEY  # noqa: E402
 from tests.support.nginx import ThrowawayNginx  # noqa: E402
 from tests.support.postgres import free_port  # noqa: E402
@@ -52,14 +52,7 @@ class Process:
         """SIGTERM to the group, SIGKILL after 30 s."""
         if self.process is None:
             return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process, timeout=30)
         self.process = None
 
 

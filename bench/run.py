@@ -208,6 +208,18 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 
 @dataclass
+def stop_group(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM to a child's process group, SIGKILL if it is still running after `timeout` seconds."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 class Server:
     """One benchmarked HTTP server, started in its own process group so that all its workers stop together."""
 
@@ -239,14 +251,7 @@ class Server:
         """Stop the whole process group: SIGTERM, SIGKILL after 20 s, then SIGKILL for any straggler."""
         if self.process is None:
             return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=20)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process, timeout=20)
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support.postgres import UNPRIVILEGED_USER, free_port
+from tests.support.postgres import UNPRIVILEGED_USER, free_port, run_as
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = PROJECT_ROOT / "deploy" / "nginx" / "rooms.conf.template"
@@ -72,10 +72,7 @@ class ThrowawayNginx:
         self._user = UNPRIVILEGED_USER if os.geteuid() == 0 else None
 
     def _run_as(self) -> dict:
-        if self._user is None:
-            return {}
-        entry = pwd.getpwnam(self._user)
-        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        return run_as(self._user)
 
     def _write_config(self) -> Path:
         (self.root / "rooms.conf").write_text(render_config(TEMPLATE.read_text(), self.values))

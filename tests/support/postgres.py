@@ -18,6 +18,14 @@ from pathlib import Path
 UNPRIVILEGED_USER = "nobody"
 
 
+def run_as(user: str | None) -> dict:
+    """Return subprocess.Popen's arguments that run a child as `user` (none: as this process)."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
 def find_bin_dir() -> Path:
     """Return the folder holding initdb/postgres: $PG_BIN, pg_config --bindir, or the newest Debian install."""
     candidates: list[str] = []
@@ -56,10 +64,7 @@ class ThrowawayPostgres:
         self._user = UNPRIVILEGED_USER if os.geteuid() == 0 else None
 
     def _run_as(self) -> dict:
-        if self._user is None:
-            return {}
-        entry = pwd.getpwnam(self._user)
-        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        return run_as(self._user)
 
     def start(self) -> str:
         """Create and start the cluster; return a superuser URL to its `postgres` database."""
