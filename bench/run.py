@@ -207,7 +207,6 @@ def memory_kib(pid: int) -> dict[str, int]:
     return result
 
 
-@dataclass
 def stop_group(process: subprocess.Popen, timeout: float) -> None:
     """SIGTERM to a child's process group, SIGKILL if it is still running after `timeout` seconds."""
     try:
@@ -220,6 +219,7 @@ def stop_group(process: subprocess.Popen, timeout: float) -> None:
         process.wait()
 
 
+@dataclass
 class Server:
     """One benchmarked HTTP server, started in its own process group so that all its workers stop together."""
 
