@@ -150,9 +150,12 @@ def bounded_tracestate(tracestate: str | None) -> str | None:
     return ",".join(entries) or None
 
 
-def tracing_from_env(default_service_name: str, environ: Mapping[str, str] = os.environ) -> Tracing | None:
-    """Build the tracing the OTEL_* variables configure, or return None when they leave it off."""
-    exporters = exporters_from_env(environ)
+def tracing_from_env(default_service_name: str) -> Tracing | None:
+    """Build the tracing the OTEL_* variables configure, or return None when they leave it off.
+
+    The SDK reads its variables from the process's environment, so this does too.
+    """
+    exporters = exporters_from_env(os.environ)
     if not exporters:
         return None
     resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
