@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.trace import SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from app import create_app, dispose_app, middleware_stack
 from contract.avro import AvroSchemas
@@ -201,6 +202,15 @@ def relay_all(database_url: str, rabbitmq_url: str, exchange: str, tracing=None)
         db.dispose()
 
 
+def process(tracer, exchange: str, routing_key: str, properties, handle) -> None:
+    """How a Python consumer continues the trace: docs/tracing.md shows this code."""
+    parent = TraceContextTextMapPropagator().extract(properties.headers or {})
+    with tracer.start_as_current_span(f"process {exchange}", context=parent, kind=SpanKind.CONSUMER, attributes={
+            "messaging.system": "rabbitmq", "messaging.operation.type": "process",
+            "messaging.rabbitmq.destination.routing_key": routing_key}):
+        handle()
+
+
 def received(rabbitmq_url: str, queue: str, count: int) -> list:
     with connect(rabbitmq_url) as connection:
         return drain(connection.channel(), queue, count)
@@ -236,6 +246,12 @@ def test_the_relay_publishes_in_a_producer_span_under_the_request_and_the_messag
     assert trace_id(create) == caller_trace
     assert [TRACEPARENT.fullmatch(p.headers["traceparent"])["trace_id"] for p, _ in messages] == [caller_trace, trace_id(delete)]
     assert messages[0][0].headers["tracestate"] == "vendor=a1" and "tracestate" not in messages[1][0].headers
+
+    consumer = CapturedSpans()
+    for properties, _ in messages:
+        process(consumer.tracing.tracer("consumer"), exchange, properties.type, properties, lambda: None)
+    assert [(trace_id(span), span.parent.span_id) for span in consumer.finished()] == [
+        (trace_id(publish), publish.context.span_id) for publish in publishes]
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
