@@ -39,9 +39,10 @@ def main() -> int:
         if not settings.api_keys:
             logger.warning("APP_API_KEYS is empty: every write (POST, PATCH, DELETE) will be refused with 401.")
         logger.info(
-            "Serving on http://%s:%s/ (Swagger UI at /ui/, metrics at /metrics) with %d worker(s); metrics files in %s; tracing %s",
-            settings.address, settings.port, settings.workers, metrics_dir or "none (one process counts for itself)",
+            "Serving on http://%s:%s/ (Swagger UI at /ui/, metrics at /metrics) with %d worker(s), tracing %s; metrics files in %s",
+            settings.address, settings.port, settings.workers,
             f"to {', '.join(tracing_exporters)}" if tracing_exporters else "off",
+            metrics_dir or "none (one process counts for itself)",
         )
         if reaper is not None:
             reaper.start()
