@@ -9,6 +9,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME
 
 import relay
 import serve
+from contract.avro import AvroSchemas
 from contract.spec import load_spec
 from observability.tracing import (
     MAX_TRACESTATE,
@@ -18,6 +19,8 @@ from observability.tracing import (
     operation_routes,
     tracing_from_env,
 )
+from providers.events import TraceContext
+from providers.memory_events import InMemoryEvents
 
 ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}
 
@@ -97,3 +100,14 @@ def test_every_operation_of_the_spec_has_its_route_template():
                      if isinstance(op, dict) and "operationId" in op}
     assert set(routes) == operation_ids
     assert routes["get_room"] == "/v1/rooms/{room_id}" and routes["create_room"] == "/v1/rooms"
+
+
+def test_the_in_memory_outbox_records_the_trace_context_as_the_sql_one_does():
+    contexts = iter([TraceContext("00-" + "a" * 32 + "-" + "b" * 16 + "-01", "vendor=1"), None])
+    events = InMemoryEvents(AvroSchemas(), lambda: next(contexts))
+    events.append("item.created", "Item", "1", {"id": 1, "name": "lamp"})
+    events.append("item.deleted", "Item", "1", None)
+    traced, untraced = events.read(0, 10)
+    assert (traced.traceparent, traced.tracestate) == ("00-" + "a" * 32 + "-" + "b" * 16 + "-01", "vendor=1")
+    assert traced.as_record()["traceparent"] == traced.traceparent
+    assert (untraced.traceparent, untraced.tracestate) == (None, None)
