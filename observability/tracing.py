@@ -131,9 +131,10 @@ class Tracing:
             return None
         return TraceContext(traceparent, bounded_tracestate(carrier.get("tracestate")))
 
-    def force_flush(self) -> None:
-        """Export the spans still queued (before a process or a test looks for them)."""
-        self.provider.force_flush()
+    def force_flush(self, timeout_millis: int = 5000) -> None:
+        """Export the spans still queued (before a process stops), waiting at most `timeout_millis`."""
+        # Bounded: a stopping worker or relay must not wait out the exporter's retries on an absent collector.
+        self.provider.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
         """Export what is queued and stop the exporters."""
