@@ -32,6 +32,7 @@ from contract.spec import ASYNCAPI_PATH, SPEC_PATH, load_spec, with_path_paramet
 from observability.metrics import MetricsEndpoint, ServiceMetrics
 from observability.readiness import Readiness
 from observability.telemetry import RequestTelemetry, install_request_id_in_g
+from observability.tracing import Tracing, operation_routes, process_tracing
 from providers.availability import DatabaseOutages, Stopping
 from providers.database import pool_capacity
 from settings import Settings
@@ -53,12 +54,18 @@ from web.validation import validator_map
 BASE_PATH = "/v1"
 
 
+SERVICE_NAME = "rooms-service"
+"""OpenTelemetry's service.name of the service's spans unless OTEL_SERVICE_NAME says otherwise."""
+
+
 def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = (),
-               speedups: Speedups | None = None) -> ServiceApp:
+               speedups: Speedups | None = None, tracing: Tracing | None = None) -> ServiceApp:
     """Build the service: spec-driven routing and validation, injected handlers, one transaction per request.
 
     `modules` are injector modules whose bindings replace the defaults (tests swap in fakes this way);
-    `speedups` overrides APP_SPEEDUPS (bench/paired.py turns them off one at a time).
+    `speedups` overrides APP_SPEEDUPS (bench/paired.py turns them off one at a time); with `tracing`, each
+    request, its statements and its events are traced (observability/tracing.py; the `app` servers import
+    gets the process's tracing from the OTEL_* variables, off by default).
     """
     settings = settings or Settings.from_env()
     speedups = speedups or Speedups.switched(settings.speedups)
@@ -69,16 +76,19 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     request_validators = prechecked_validator_for if speedups.validation_precheck else validator_for
     rules = ContractRules(spec, limits, request_validators)
     contract = Contract(rules=rules, schemas=AvroSchemas(limits=avro_limits(settings)))
-    injector = build_injector(settings, contract, overrides=modules)
+    injector = build_injector(settings, contract, overrides=modules,
+                              trace_context=tracing.trace_context if tracing is not None else None)
     metrics = ServiceMetrics(injector.get(Engine), settings.database_url, pool_capacity(settings.pool_size))
+    if tracing is not None:
+        tracing.instrument_engine(injector.get(Engine))
 
     built: list[ServiceApp] = []  # the lifespan needs the app's threads, and the app its lifespan
     app = ServiceApp(
         __name__,
         threads=settings.handler_threads,
         speedups=speedups,
-        lifespan=_lifespan(lambda: built[0], injector, metrics, speedups),
-        middlewares=middleware_stack(settings, metrics),
+        lifespan=_lifespan(lambda: built[0], injector, metrics, speedups, tracing),
+        middlewares=middleware_stack(settings, metrics, tracing, operation_routes(spec, BASE_PATH)),
         validator_map=validator_map(limits, avro_body_validator(contract.schemas, rules), request_validators),
         security_map=api_key_security_map(settings.api_keys),
         **({"jsonifier": orjson_jsonifier()} if speedups.orjson else {}),
@@ -105,17 +115,20 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     return app
 
 
-def middleware_stack(settings: Settings, metrics: ServiceMetrics) -> list:
+def middleware_stack(settings: Settings, metrics: ServiceMetrics, tracing: Tracing | None = None,
+                     routes: dict[str, str] | None = None) -> list:
     """Connexion's own default middleware list (`ConnexionMiddleware.default_middlewares`), with ours in place.
 
     In front of all of it (so every answer is counted and carries its request id, also Connexion's own
     problems): the telemetry, /metrics (an operator's endpoint, not part of the API, answered from the
-    event loop even while every handler thread is busy) and the refusal of protocol upgrades. In front of
+    event loop even while every handler thread is busy) and the refusal of protocol upgrades; with
+    `tracing`, the server span in front of those, so the access log line carries its trace id. In front of
     Swagger UI: the request's framing and the docs' routes. A middleware a Connexion release adds to its
     list is in the stack without a change here; one this list is placed against going missing stops the
     start.
     """
     outermost = [
+        *(tracing.server_middleware(routes or {}) if tracing is not None else ()),
         partial(RequestTelemetry, access_log=settings.access_log),
         partial(MetricsEndpoint, metrics=metrics),
         NoProtocolUpgrades,
@@ -164,7 +177,8 @@ def flask_app() -> Flask:
     return flask
 
 
-def _lifespan(app: Callable[[], ServiceApp], injector: Injector, metrics: ServiceMetrics, speedups: Speedups) -> Callable:
+def _lifespan(app: Callable[[], ServiceApp], injector: Injector, metrics: ServiceMetrics, speedups: Speedups,
+              tracing: Tracing | None) -> Callable:
     """Prepare the process when a server starts the app; release its threads and connections when it stops."""
 
     @asynccontextmanager
@@ -185,6 +199,8 @@ def _lifespan(app: Callable[[], ServiceApp], injector: Injector, metrics: Servic
         app().handler_threads.shutdown(wait=True)
         _close_databases(injector)
         metrics.close()
+        if tracing is not None:
+            tracing.force_flush()  # the last requests' spans, before the worker exits
 
     return lifespan
 
@@ -213,7 +229,7 @@ def __getattr__(name: str):
     # PEP 562: `uvicorn app:app` gets an app built from the environment, while importing this
     # module (tests, tools) builds nothing.
     if name == "app":
-        built = create_app()
+        built = create_app(tracing=process_tracing(SERVICE_NAME))
         globals()["app"] = built
         return built
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

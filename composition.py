@@ -14,7 +14,7 @@ from contract.rules import ContractRules
 from observability.readiness import Readiness
 from providers.availability import DatabaseOutages, Stopping
 from providers.database import make_engine, migration_heads
-from providers.events import EventFeed, Outbox
+from providers.events import EventFeed, Outbox, TraceContextSource
 from providers.idempotency import IdempotencyStore
 from providers.items import ItemsProvider
 from providers.memory_events import InMemoryEvents
@@ -88,13 +88,19 @@ class DatabaseModule(Module):
 
 
 class SqlProvidersModule(Module):
-    """The real providers, on the request's connection; every change also lands in the outbox."""
+    """The real providers, on the request's connection; every change also lands in the outbox (with `trace_context`'s context)."""
+
+    def __init__(self, trace_context: TraceContextSource | None = None) -> None:
+        self._trace_context = trace_context
 
     def configure(self, binder: Binder) -> None:
+        trace_context = self._trace_context
+
         def on_transaction(provider_class):
             return Factory(lambda injector: provider_class(injector.get(RequestTransaction).connection, injector.get(Outbox)))
 
-        outbox: Factory[Outbox] = Factory(lambda injector: SqlOutbox(injector.get(RequestTransaction).connection, injector.get(AvroSchemas)))
+        outbox: Factory[Outbox] = Factory(lambda injector: SqlOutbox(injector.get(RequestTransaction).connection, injector.get(AvroSchemas),
+                                                                    trace_context))
         binder.bind(Outbox, to=outbox, scope=request)
         binder.bind(RoomsProvider, to=on_transaction(SqlRoomsProvider), scope=request)
         binder.bind(ItemsProvider, to=on_transaction(SqlItemsProvider), scope=request)
@@ -130,8 +136,8 @@ class AvailabilityModule(Module):
 class InMemoryProvidersModule(Module):
     """In-memory providers for unit tests; list it after the defaults to override them."""
 
-    def __init__(self, schemas: AvroSchemas | None = None) -> None:
-        self.events = InMemoryEvents(schemas or AvroSchemas())
+    def __init__(self, schemas: AvroSchemas | None = None, trace_context: TraceContextSource | None = None) -> None:
+        self.events = InMemoryEvents(schemas or AvroSchemas(), trace_context)
         self.rooms = InMemoryRoomsProvider(self.events)
         self.items = InMemoryItemsProvider(self.events)
         self.questions = InMemoryQuestionsProvider(self.events)
@@ -162,9 +168,10 @@ class IdempotencyModule(Module):
         binder.bind(IdempotentCreates, to=guard)
 
 
-def build_injector(settings: Settings, contract: Contract, overrides: Iterable[Module] = ()) -> Injector:
-    """Return the injector for one app; modules in `overrides` replace earlier bindings."""
+def build_injector(settings: Settings, contract: Contract, overrides: Iterable[Module] = (),
+                   trace_context: TraceContextSource | None = None) -> Injector:
+    """Return the injector for one app; modules in `overrides` replace earlier bindings; events record `trace_context`'s context."""
     return Injector([
-        ConfigModule(settings, contract), DatabaseModule(), SqlProvidersModule(),
+        ConfigModule(settings, contract), DatabaseModule(), SqlProvidersModule(trace_context),
         AvailabilityModule(contract.migration_heads), IdempotencyModule(settings, contract.schemas), *overrides,
     ])

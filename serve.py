@@ -13,6 +13,7 @@ import uvicorn
 
 from observability.logs import logging_config
 from observability.multiprocess import DeadProcessReaper, prepare_metrics_dir
+from observability.tracing import TracingConfigurationError, exporters_from_env
 from providers.database import migrate
 from settings import ConfigurationError, Settings
 from web.server_protocol import BoundedHttpToolsProtocol
@@ -25,7 +26,9 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
-    except ConfigurationError as error:
+        # Checked here, once, so a bad value stops the start; each worker then sets up its own tracing (app.py).
+        tracing_exporters = exporters_from_env(os.environ)
+    except (ConfigurationError, TracingConfigurationError) as error:
         logger.error("%s", error)
         return 2
     logging.config.dictConfig(logging_config(settings.log_format))
@@ -36,8 +39,10 @@ def main() -> int:
         if not settings.api_keys:
             logger.warning("APP_API_KEYS is empty: every write (POST, PATCH, DELETE) will be refused with 401.")
         logger.info(
-            "Serving on http://%s:%s/ (Swagger UI at /ui/, metrics at /metrics) with %d worker(s); metrics files in %s",
-            settings.address, settings.port, settings.workers, metrics_dir or "none (one process counts for itself)",
+            "Serving on http://%s:%s/ (Swagger UI at /ui/, metrics at /metrics) with %d worker(s), tracing %s; metrics files in %s",
+            settings.address, settings.port, settings.workers,
+            f"to {', '.join(tracing_exporters)}" if tracing_exporters else "off",
+            metrics_dir or "none (one process counts for itself)",
         )
         if reaper is not None:
             reaper.start()

@@ -153,12 +153,58 @@ def avro_decoded_in_a_thread() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def no_trace_ids_in_logs() -> Iterator[None]:
+    """Log records not asked for the current span (observability/logs.py), as before tracing: what tracing costs a
+    request while it is off (no middleware, no statement listeners; the outbox tests one attribute). Run it with
+    --log-format text or json, so the access log is written."""
+    import observability.logs
+
+    def request_context_only(self, record):
+        if not hasattr(record, "request_id"):
+            info = observability.logs.current_request()
+            record.request_id = info.request_id if info is not None else None
+            record.operation_id = info.operation_id if info is not None else None
+        return True
+
+    with _replaced(observability.logs.RequestContextFilter, "filter", request_context_only):
+        yield
+
+
+@functools.cache
+def _dropping_tracing():
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from observability.tracing import Tracing
+
+    class Dropping(SpanExporter):
+        def export(self, spans):
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()  # every request sampled (the SDK's default sampler)
+    provider.add_span_processor(BatchSpanProcessor(Dropping()))
+    return Tracing(provider)
+
+
+@contextlib.contextmanager
+def tracing_on() -> Iterator[None]:
+    """Not an undo but what turning tracing on costs: every request traced (server span, statement spans, the
+    outbox's context) through the SDK's batch processor to an exporter that drops the spans (observability/tracing.py)."""
+    import app as app_module
+
+    with _replaced(app_module, "create_app", functools.partial(app_module.create_app, tracing=_dropping_tracing())):
+        yield
+
+
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "stdlib_json_columns": stdlib_json_columns,
     "rows_read_by_name": rows_read_by_name,
     "no_telemetry": no_telemetry,
     "unbounded_avro_decoding": unbounded_avro_decoding,
     "avro_decoded_in_a_thread": avro_decoded_in_a_thread,
+    "no_trace_ids_in_logs": no_trace_ids_in_logs,
+    "tracing_on": tracing_on,
 }
 
 _ALL_ON = Speedups.all_on()

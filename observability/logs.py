@@ -7,23 +7,33 @@ import time
 from typing import Any
 
 import orjson
+from opentelemetry.trace import get_current_span
 
 from observability.request_ids import current_request
 
 LOG_FORMATS = ("text", "json")
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s%(trace)s] %(message)s"
 # Members an access-log record carries (observability.telemetry) and a JSON line repeats.
 _ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
+_TRACE_FIELDS = ("trace_id", "span_id")  # set by RequestContextFilter when the record was logged in a span
 
 
 class RequestContextFilter(logging.Filter):
-    """Give every record the request id and operationId of the request it was logged in (None outside one)."""
+    """Give every record the request id and operationId of the request it was logged in (None outside one),
+    and the trace and span ids of the span it was logged in (None when not tracing: observability/tracing.py)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             info = current_request()
             record.request_id = info.request_id if info is not None else None
             record.operation_id = info.operation_id if info is not None else None
+        if not hasattr(record, "trace_id"):
+            span = get_current_span().get_span_context()
+            if span.is_valid:
+                record.trace_id = f"{span.trace_id:032x}"
+                record.span_id = f"{span.span_id:016x}"
+            else:
+                record.trace_id = record.span_id = None
         return True
 
 
@@ -78,11 +88,14 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if getattr(record, "request_id", None) is None:
             record.request_id = "-"
+        trace_id = getattr(record, "trace_id", None)
+        record.trace = f" trace_id={trace_id} span_id={getattr(record, 'span_id', None)}" if trace_id is not None else ""
         return super().format(record)
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time (ISO 8601, UTC), level, logger, message, request_id, operation_id, and more."""
+    """One JSON object a line: time (ISO 8601, UTC), level, logger, message, request_id, operation_id, and more
+    (trace_id and span_id when tracing)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -97,7 +110,7 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", None),
             "operation_id": getattr(record, "operation_id", None),
         }
-        for name in _ACCESS_FIELDS:
+        for name in _TRACE_FIELDS + _ACCESS_FIELDS:
             value = getattr(record, name, None)
             if value is not None:
                 document[name] = value

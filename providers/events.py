@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 EVENT_SCHEMA = "roomservice.Event"
+
+
+class TraceContext(NamedTuple):
+    """The W3C trace context of the transaction that wrote an event: `traceparent` and `tracestate` as in HTTP headers."""
+
+    traceparent: str
+    tracestate: str | None = None
+
+
+TraceContextSource = Callable[[], TraceContext | None]
+"""What an outbox calls at each append for the trace context in effect (None: not tracing); see observability/tracing.py."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +34,8 @@ class Event:
     position: int
     entity: bytes | None
     entity_fingerprint: str | None
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     def as_record(self) -> dict[str, Any]:
         """The event as a roomservice.Event record."""
@@ -35,6 +48,8 @@ class Event:
             "position": self.position,
             "entity": self.entity,
             "entity_fingerprint": self.entity_fingerprint,
+            "traceparent": self.traceparent,
+            "tracestate": self.tracestate,
         }
 
 

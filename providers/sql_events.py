@@ -29,7 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from contract.avro import AvroSchemas
 from providers.database import Base, ConnectionSource, OnConnection
-from providers.events import Event, EventFeed, Outbox
+from providers.events import Event, EventFeed, Outbox, TraceContextSource
 
 OUTBOX_LOCK_KEY = 0x726F6F6D73  # "rooms": the advisory lock that orders writers' events on PostgreSQL
 RELAY_LOCK_KEY = 0x72656C6179  # "relay": held by the one relay that publishes at a time
@@ -60,12 +60,15 @@ class EventRow(Base):
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     entity: Mapped[bytes | None] = mapped_column(LargeBinary)
     entity_fingerprint: Mapped[str | None] = mapped_column(String(16))
+    # W3C trace context of the writing transaction (docs/tracing.md); tracestate is bounded to W3C's 512 characters.
+    traceparent: Mapped[str | None] = mapped_column(String(55))
+    tracestate: Mapped[str | None] = mapped_column(String(512))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 COLUMNS = (
     EventRow.event_id, EventRow.type, EventRow.subject, EventRow.key, EventRow.occurred_at,
-    EventRow.position, EventRow.entity, EventRow.entity_fingerprint,
+    EventRow.position, EventRow.entity, EventRow.entity_fingerprint, EventRow.traceparent, EventRow.tracestate,
 )
 # Built once: a write already runs three statements, and building each anew showed in its profile.
 LOCK_OUTBOX = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=OUTBOX_LOCK_KEY)
@@ -75,9 +78,9 @@ APPEND_EVENT = insert(EventRow)
 def event_from_row(row: Any) -> Event:
     """Build an Event from a row of COLUMNS, in that order."""
     # Unpacked by position, as rooms are: a Row's members read by name cost about half a microsecond each.
-    event_id, type_, subject, key, occurred_at, position, entity, fingerprint = row
+    event_id, type_, subject, key, occurred_at, position, entity, fingerprint, traceparent, tracestate = row
     occurred = occurred_at if occurred_at.tzinfo else occurred_at.replace(tzinfo=UTC)
-    return Event(str(event_id), type_, subject, key, occurred, position, entity, fingerprint)
+    return Event(str(event_id), type_, subject, key, occurred, position, entity, fingerprint, traceparent, tracestate)
 
 
 class SqlOutbox(OnConnection, Outbox):
@@ -89,11 +92,15 @@ class SqlOutbox(OnConnection, Outbox):
     commit order, so a reader polling with `position > last seen` never skips an event that commits
     late. Writing at commit keeps that lock for two statements instead of the rest of the request,
     which was the ceiling of concurrent writes (bench/RESULTS.md).
+
+    Each event also records the trace context `trace_context` returns when it is appended (the request's
+    server span, when tracing is on; docs/tracing.md), so the relay can continue the writer's trace.
     """
 
-    def __init__(self, connect: ConnectionSource, schemas: AvroSchemas) -> None:
+    def __init__(self, connect: ConnectionSource, schemas: AvroSchemas, trace_context: TraceContextSource | None = None) -> None:
         super().__init__(connect)
         self._schemas = schemas
+        self._trace_context = trace_context
         self._pending: list[dict[str, Any]] = []
         self._listening = False
 
@@ -103,6 +110,7 @@ class SqlOutbox(OnConnection, Outbox):
         if not self._connection.in_transaction():
             self._connection.begin()
         schema = self._schemas.get(subject)
+        traced = self._trace_context() if self._trace_context is not None else None
         self._pending.append({
             "event_id": uuid.uuid4(),
             "type": event_type,
@@ -111,6 +119,8 @@ class SqlOutbox(OnConnection, Outbox):
             "occurred_at": datetime.now(UTC),
             "entity": self._schemas.encode_single_object(subject, entity) if entity is not None else None,
             "entity_fingerprint": schema.fingerprint,
+            "traceparent": traced.traceparent if traced is not None else None,
+            "tracestate": traced.tracestate if traced is not None else None,
         })
         if not self._listening:
             # The connection's commit event runs before the database commits, inside the transaction;

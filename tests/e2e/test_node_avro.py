@@ -1,4 +1,5 @@
-"""A Node consumer of the Avro contract (avsc): container files over HTTP both ways, and the relayed events on RabbitMQ."""
+"""A Node consumer of the Avro contract (avsc): container files over HTTP both ways, and the relayed events on RabbitMQ,
+each processed in a span that continues the trace of the request that wrote it (OpenTelemetry JS)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import uuid
 
 import pytest
 
+from app import create_app, dispose_app
 from contract.avro import AvroSchemas
 from relay import Relay
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, LiveServer
 from tests.integration.test_relay import relay_settings, run_in_thread, table_event_ids, unpublished, wait_until
+from tests.support.entity_check import EntityCheckingClient
 from tests.support.factories import MERGE_PATCH, new_room
 from tests.support.node_tools import RunningScript, require_node, run_script, tsc
+from tests.support.tracing import TRACEPARENT, CapturedSpans, span_id, trace_id, traceparent_of
 
 SCHEMAS = AvroSchemas()
 
@@ -67,26 +71,40 @@ def make_changes(client, auth) -> list[tuple[str, str]]:
             ("room.deleted", bare["id"])]
 
 
-def test_node_decodes_the_relayed_events_off_rabbitmq(avro_scripts, live_server, client, auth, settings,
-                                                      rabbitmq_url, exchange, engine):
+@pytest.fixture
+def traced_app(settings):
+    """The app with tracing on, and the spans it made."""
+    spans = CapturedSpans()
+    application = create_app(settings, tracing=spans.tracing)
+    yield application, spans
+    dispose_app(application)
+
+
+def test_node_decodes_the_relayed_events_off_rabbitmq_and_continues_each_trace(avro_scripts, traced_app, auth, settings,
+                                                                               rabbitmq_url, exchange, engine):
+    app, request_spans = traced_app
+    client = EntityCheckingClient(app)
     expected = make_changes(client, auth)
-    consumer = RunningScript("src/avro/events.ts", ROOMS_URL=live_server.url, AMQP_URL=rabbitmq_url,
-                             EXCHANGE=exchange)
-    try:
-        # The consumer has bound its queue before the relay publishes anything: nothing can be missed.
-        ready = consumer.next_json_line(timeout=30)
-        assert ready["ready"] is True and ready["expecting"] == len(expected)
-        assert unpublished(engine) == len(expected)
-        relay = Relay(relay_settings(settings, rabbitmq_url, exchange))
-        thread = run_in_thread(relay)
+    writes = [span for span in request_spans.server_spans() if span.attributes["http.request.method"] != "GET"]
+    relay_spans = CapturedSpans()
+    with LiveServer(app) as live_server:
+        consumer = RunningScript("src/avro/events.ts", ROOMS_URL=live_server.url, AMQP_URL=rabbitmq_url,
+                                 EXCHANGE=exchange)
         try:
-            wait_until(lambda: unpublished(engine) == 0, timeout=30)
+            # The consumer has bound its queue before the relay publishes anything: nothing can be missed.
+            ready = consumer.next_json_line(timeout=30)
+            assert ready["ready"] is True and ready["expecting"] == len(expected)
+            assert unpublished(engine) == len(expected)
+            relay = Relay(relay_settings(settings, rabbitmq_url, exchange), tracing=relay_spans.tracing)
+            thread = run_in_thread(relay)
+            try:
+                wait_until(lambda: unpublished(engine) == 0, timeout=30)
+            finally:
+                relay.stopping.set()
+                thread.join(timeout=30)
+            code, summary = consumer.finish(timeout=30)
         finally:
-            relay.stopping.set()
-            thread.join(timeout=30)
-        code, summary = consumer.finish(timeout=30)
-    finally:
-        consumer.stop()
+            consumer.stop()
     assert summary["failures"] == [] and code == 0, consumer_output(summary)
     assert summary["event_fingerprint"] == SCHEMAS.get("roomservice.Event").fingerprint
     assert summary["event_ids"] == table_event_ids(engine)
@@ -97,6 +115,16 @@ def test_node_decodes_the_relayed_events_off_rabbitmq(avro_scripts, live_server,
     assert entities[2]["price"] == 7 and entities[2]["area"] is None  # the update, decoded from its bytes
     assert entities[3] == {"id": int(expected[3][1]), "name": "lamp"}
     assert entities[5] is None and entities[6] is None  # deletes carry no entity
+    # Tracing: each event recorded its request's server span; Node read it in the payload, and continued the
+    # trace from the header, whose parent is the relay's publish span (a child of that server span).
+    assert len(writes) == len(expected)
+    assert summary["traceparents"] == [traceparent_of(span) for span in writes]
+    publishes = relay_spans.finished()
+    assert [p.parent.span_id for p in publishes] == [w.context.span_id for w in writes]
+    assert summary["header_traceparents"] == [traceparent_of(p) for p in publishes]
+    assert summary["consumer_spans"] == [{"trace_id": trace_id(w), "parent_id": span_id(p), "remote_parent": True}
+                                         for w, p in zip(writes, publishes, strict=True)]
+    assert all(TRACEPARENT.fullmatch(header) for header in summary["header_traceparents"])
 
 
 def consumer_output(summary: dict) -> str:

@@ -26,13 +26,16 @@ import yaml
 from jsonschema import Draft7Validator
 
 import relay as relay_module
+from app import create_app, dispose_app
 from contract.avro import SINGLE_OBJECT_MARKER, AvroSchemas, crc64_fingerprint
 from contract.spec import ASYNCAPI_PATH, load_spec
 from relay import Relay
 from settings import Settings
 from tests.integration.test_rabbitmq_broker import connect
 from tests.integration.test_relay import publish_everything, relay_settings, run_in_thread, unpublished, wait_until
+from tests.support.entity_check import EntityCheckingClient
 from tests.support.factories import MERGE_PATCH, new_room
+from tests.support.tracing import CapturedSpans
 
 PROJECT_ROOT = ASYNCAPI_PATH.parent.parent
 AVRO_SCHEMA_FORMAT = re.compile(r"application/vnd\.apache\.avro(\+json)?;version=1\.\d+\.\d+")
@@ -180,6 +183,11 @@ class EventsContract:
             found.append(f"position header {headers.get('position')!r} is not the payload's {record['position']}")
         if properties.timestamp != int(record["occurred_at"].timestamp()):
             found.append(f"timestamp {properties.timestamp} is not occurred_at {record['occurred_at']} in seconds")
+        stored, sent = record.get("traceparent"), headers.get("traceparent")
+        if stored is not None and sent is None:
+            found.append("the payload has a traceparent and the message no traceparent header")
+        elif stored is not None and sent.split("-")[1:2] != stored.split("-")[1:2]:
+            found.append(f"traceparent header {sent!r} is not in the payload's trace {stored!r}")
         entity = record["entity"]
         if entity is not None:
             subject = SCHEMAS.get(record["subject"])
@@ -330,6 +338,32 @@ def test_a_message_the_document_does_not_describe_is_reported(client, auth, sett
     reported = {what: CONTRACT.violations(message, exchange) for what, (message, _) in mutations.items()}
     for what, (_, expected) in mutations.items():
         assert any(expected in violation for violation in reported[what]), (what, reported[what])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_traced_messages_carry_the_trace_headers_the_document_describes(settings, auth, rabbitmq_url, exchange, queue, engine):
+    traced_app = create_app(settings, tracing=CapturedSpans().tracing)
+    try:
+        change_every_kind_of_entity(EntityCheckingClient(traced_app), auth)
+    finally:
+        dispose_app(traced_app)
+    publish_everything(settings.database_url, rabbitmq_url, exchange, tracing=CapturedSpans().tracing)
+    messages = consume(rabbitmq_url, queue, len(outbox_event_ids(engine)))
+    assert {m.properties.message_id: CONTRACT.violations(m, exchange) for m in messages} == {
+        m.properties.message_id: [] for m in messages}
+    assert all("traceparent" in m.properties.headers for m in messages)
+    first = messages[0]
+    other_trace = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+    moved = with_properties(first, headers={**first.properties.headers, "traceparent": other_trace})
+    assert CONTRACT.violations(moved, exchange) == [f"traceparent header {other_trace!r} is not in the payload's trace "
+                                                    f"{decode_payload(first)['traceparent']!r}"]
+    malformed = with_properties(first, headers={**first.properties.headers, "traceparent": "00-abc"})
+    assert any(v.startswith("headers: '00-abc' does not match") for v in CONTRACT.violations(malformed, exchange))
+
+
+def decode_payload(message: Received) -> dict:
+    """The message's roomservice.Event record."""
+    return fastavro.schemaless_reader(io.BytesIO(message.body[10:]), SCHEMAS.get("roomservice.Event").parsed, None)
 
 
 def _service_sources() -> Iterator[Path]:

@@ -82,10 +82,10 @@ def make_changes(client, auth, rooms: int = 3) -> None:
     client.delete("/v1/questions/5", headers=auth)
 
 
-def publish_everything(database_url: str, rabbitmq_url: str, exchange: str, batch_size: int = 10) -> None:
-    """Run relay batches in this thread until nothing is left to publish."""
+def publish_everything(database_url: str, rabbitmq_url: str, exchange: str, batch_size: int = 10, tracing=None) -> None:
+    """Run relay batches in this thread until nothing is left to publish (traced with `tracing`, if given)."""
     db = make_engine(database_url, pool_size=2)
-    publisher = AmqpPublisher(rabbitmq_url, exchange, SCHEMAS)
+    publisher = AmqpPublisher(rabbitmq_url, exchange, SCHEMAS, tracing)
     try:
         while publish_pending(db, publisher, batch_size):
             pass

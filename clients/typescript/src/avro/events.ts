@@ -2,9 +2,14 @@
 // exchange, says so on stdout ({"ready": ...}), then reads the messages and decodes them knowing only
 // what the service publishes: single-object framing (C3 01, CRC-64-AVRO fingerprint, datum), the writer
 // schema from GET /v1/schemas/roomservice.Event, and each event's `entity`, framed the same way. Every
-// event is checked against the JSON feed (GET /v1/events) for the same position.
+// event is checked against the JSON feed (GET /v1/events) for the same position. Each message is then
+// processed in a CONSUMER span that continues the trace its `traceparent` header names (OpenTelemetry's
+// W3C propagator and SDK, spans kept in memory): the trace of the request that wrote the event.
 //
 // ROOMS_URL=http://localhost:9090 AMQP_URL=amqp://guest:guest@localhost:5672/%2F EXCHANGE=rooms.events tsx src/avro/events.ts
+import { ROOT_CONTEXT, SpanKind, defaultTextMapGetter } from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { connect, type Channel, type ConsumeMessage } from "amqplib";
 import type avro from "avsc";
 
@@ -14,6 +19,7 @@ import { compareWithJson, fingerprintOf, splitSingleObject, typeFor } from "./av
 interface SchemaInfo { name: string; version: number; fingerprint: string }
 type JsonEvent = Record<string, unknown> & { event_id: string; type: string; key: string; position: number };
 
+const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
 const WAIT_MS = 20_000;
 const GRACE_MS = 300; // after the last expected message, how long to watch for extra ones
 
@@ -53,10 +59,28 @@ main(async (checks) => {
   }
 
   checks.equal(messages.length, feed.length, "one message per event of the feed, and no more");
+  // How a consumer continues the writer's trace: extract the W3C context from the message's headers and
+  // start its span in it. Only traceparent and tracestate are read; every other header is the service's.
+  const spans = new InMemorySpanExporter();
+  const tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }).getTracer("rooms-events-consumer");
+  const w3c = new W3CTraceContextPropagator();
+  const headerTraceparents: (string | null)[] = [];
   const decoded: Record<string, unknown>[] = [];
   for (const [i, message] of messages.entries()) {
     const what = `message ${i}`;
     const { properties, fields } = message;
+    const carrier: Record<string, string> = {};
+    for (const name of ["traceparent", "tracestate"]) {
+      const value: unknown = properties.headers?.[name];
+      if (value !== undefined) carrier[name] = String(value);
+    }
+    const parent = w3c.extract(ROOT_CONTEXT, carrier, defaultTextMapGetter);
+    const span = tracer.startSpan(`process ${exchange}`, {
+      kind: SpanKind.CONSUMER,
+      attributes: { "messaging.system": "rabbitmq", "messaging.operation.type": "process", "messaging.destination.name": exchange,
+                    "messaging.rabbitmq.destination.routing_key": fields.routingKey, "messaging.message.id": String(properties.messageId) },
+    }, parent);
+    headerTraceparents.push(carrier.traceparent ?? null);
     const framed = splitSingleObject(message.content);
     if (!checks.that(framed !== undefined, `${what} is single-object encoded (C3 01 + fingerprint)`, message.content.subarray(0, 10))) {
       continue;
@@ -69,6 +93,16 @@ main(async (checks) => {
     checks.equal(properties.deliveryMode, 2, `${what}: persistent`);
     // fromBuffer throws on a truncated datum and on trailing bytes: the whole body is one event.
     const event = eventType.fromBuffer(framed!.datum) as Record<string, unknown>;
+    span.end();
+    const header = carrier.traceparent === undefined ? undefined : TRACEPARENT.exec(carrier.traceparent);
+    const stored = typeof event.traceparent === "string" ? TRACEPARENT.exec(event.traceparent) : null;
+    if (carrier.traceparent !== undefined) {
+      checks.that(header !== null, `${what}: the traceparent header is a W3C traceparent`, carrier.traceparent);
+    }
+    if (stored) {
+      // The header may name the relay's publish span, but the trace is the one the event recorded.
+      checks.equal(header?.[1], stored[1], `${what}: the traceparent header continues the trace the event recorded`);
+    }
     const json = feed[i];
     if (json === undefined) {
       checks.that(false, `${what} has an event in the feed`);
@@ -106,6 +140,11 @@ main(async (checks) => {
     }
     decoded.push({ ...event, entity: entityJson });
   }
+  const consumerSpans = spans.getFinishedSpans().map((span) => ({
+    trace_id: span.spanContext().traceId,
+    parent_id: span.parentSpanContext?.spanId ?? null,
+    remote_parent: span.parentSpanContext?.isRemote ?? null,
+  }));
   const positions = decoded.map((event) => Number(event.position));
   checks.that(positions.every((p, i) => i === 0 || p > (positions[i - 1] ?? Infinity)), "positions strictly increase", positions);
   checks.equal(decoded.map((event) => event.event_id), feed.map((event) => event.event_id), "the broker's order is the feed's");
@@ -119,6 +158,9 @@ main(async (checks) => {
     subjects: decoded.map((event) => event.subject),
     positions,
     entities: decoded.map((event) => event.entity),
+    traceparents: decoded.map((event) => event.traceparent),
+    header_traceparents: headerTraceparents,
+    consumer_spans: consumerSpans,
   };
 });
 
