@@ -36,7 +36,8 @@ def spec_methods(spec: dict) -> tuple[str, ...]:
 
 
 class Cors(CORSMiddleware):
-    """Starlette's CORSMiddleware; a refused preflight is answered with a problem document instead of plain text."""
+    """Starlette's CORSMiddleware; a preflight is answered 204 without a body, a refused one with a problem document
+    (Starlette answers both as plain text)."""
 
     def __init__(self, app: ASGIApp, *, origins: Iterable[str], methods: Iterable[str]) -> None:
         super().__init__(app, allow_origins=tuple(origins), allow_methods=tuple(methods),
@@ -44,12 +45,12 @@ class Cors(CORSMiddleware):
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
+        headers = {name: value for name, value in response.headers.items() if name.lower().startswith(("access-control-", "vary"))}
         if response.status_code < 400:
-            return response
+            return Response(status_code=204, headers=headers)
         refused = bytes(response.body).decode()  # "Disallowed CORS origin, headers", Starlette's words
         # The allowed origins are not listed: a caller from elsewhere has no need to learn them.
         detail = f"{refused}. Allowed methods: {', '.join(self.allow_methods)}; allowed request headers: " \
                  f"{', '.join(ALLOWED_HEADERS)}."
-        headers = {name: value for name, value in response.headers.items() if name.lower().startswith(("access-control-", "vary"))}
         return Response(problem_json(response.status_code, "Bad Request", detail), status_code=response.status_code,
                         headers=headers, media_type=PROBLEM_MEDIA_TYPE)

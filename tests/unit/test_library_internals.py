@@ -16,6 +16,7 @@ import pytest
 from connexion.middleware.exceptions import ExceptionMiddleware
 from connexion.middleware.main import ConnexionMiddleware
 from connexion.middleware.response_validation import ResponseValidationMiddleware
+from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from starlette.requests import Request
 
@@ -43,6 +44,15 @@ def test_the_middleware_stack_is_connexions_default_list_with_ours_in_place(vali
     assert [m for m in stack if m in ConnexionMiddleware.default_middlewares] == defaults
     assert stack[:3] == [app_module.RequestTelemetry, app_module.MetricsEndpoint, app_module.NoProtocolUpgrades]
     assert stack[stack.index(SwaggerUIMiddleware) - 1] is app_module.AuthoredAsyncApi
+
+
+def test_cors_when_configured_sits_in_front_of_connexions_stack_inside_the_telemetry():
+    # In front of routing and security, so preflights are answered before them (web/cors.py); inside the
+    # telemetry, so preflights get a request id and are counted.
+    stack = [_unwrapped(m) for m in app_module.middleware_stack(Settings(cors_origins=("https://a.example",)), _NoMetrics())]
+    assert stack[:4] == [app_module.RequestTelemetry, app_module.MetricsEndpoint, app_module.NoProtocolUpgrades, app_module.Cors]
+    assert stack.index(app_module.Cors) < stack.index(ServerErrorMiddleware)
+    assert app_module.Cors not in [_unwrapped(m) for m in app_module.middleware_stack(Settings(), _NoMetrics())]
 
 
 def test_a_middleware_the_stack_is_placed_against_going_missing_stops_the_start(monkeypatch):
