@@ -132,7 +132,8 @@ def middleware_stack(settings: Settings, metrics: ServiceMetrics, spec: dict | N
         ControlCharactersInPath,
         partial(RequestFraming, max_bytes=settings.max_body_bytes),
         partial(RootDocsAliases, base_path=BASE_PATH),
-        partial(AuthoredSpec, spec_path=SPEC_PATH, base_path=BASE_PATH),
+        partial(AuthoredSpec, spec_path=SPEC_PATH, base_path=BASE_PATH,
+                token_url=settings.oauth.token_url if settings.oauth else None),
         partial(AuthoredAsyncApi, document_path=ASYNCAPI_PATH, base_path=BASE_PATH),
     ]
     stack = list(ConnexionMiddleware.default_middlewares)

@@ -38,7 +38,7 @@ class OAuthSettings:
 
 
 OAUTH_VARIABLES = ("APP_OAUTH_ISSUER", "APP_OAUTH_AUDIENCE", "APP_OAUTH_JWKS_URL", "APP_OAUTH_PUBLIC_KEY",
-                   "APP_OAUTH_PUBLIC_KEY_FILE")
+                   "APP_OAUTH_PUBLIC_KEY_FILE", "APP_OAUTH_TOKEN_URL")
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,9 @@ def oauth_from_env(environ: Mapping[str, str]) -> OAuthSettings | None:
                                  "where the issuer's signing keys come from")
     if jwks_url is not None and (urlsplit(jwks_url).scheme not in ("http", "https") or not urlsplit(jwks_url).netloc):
         raise ConfigurationError(f"APP_OAUTH_JWKS_URL must be an http(s) URL, got {jwks_url!r}")
+    token_url = environ.get("APP_OAUTH_TOKEN_URL") or None
+    if token_url is not None and (urlsplit(token_url).scheme not in ("http", "https") or not urlsplit(token_url).netloc):
+        raise ConfigurationError(f"APP_OAUTH_TOKEN_URL must be an http(s) URL, got {token_url!r}")
     if pem is not None:
         name = "APP_OAUTH_PUBLIC_KEY_FILE" if environ.get("APP_OAUTH_PUBLIC_KEY_FILE") else "APP_OAUTH_PUBLIC_KEY"
         try:
@@ -168,7 +171,7 @@ def oauth_from_env(environ: Mapping[str, str]) -> OAuthSettings | None:
             environ, "APP_OAUTH_JWKS_MIN_REFETCH_SECONDS", defaults.jwks_min_refetch_seconds, minimum=1
         ),
         jwks_timeout_seconds=_int(environ, "APP_OAUTH_JWKS_TIMEOUT_SECONDS", defaults.jwks_timeout_seconds, minimum=1, maximum=60),
-        token_url=environ.get("APP_OAUTH_TOKEN_URL") or None,
+        token_url=token_url,
     )
 
 

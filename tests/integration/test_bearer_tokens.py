@@ -17,13 +17,16 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from app import create_app, dispose_app
+from contract.spec import SPEC_PATH
 from tests.conftest import LiveServer
 from tests.integration.test_rooms_api import assert_problem, count_rooms
 from tests.support.entity_check import EntityCheckingClient
 from tests.support.factories import new_room
 from tests.support.issuer import TestIssuer
+from web.docs import TOKEN_URL_PLACEHOLDER
 
 # Token checks do not depend on the database; the writes they let through are checked on both below.
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -299,3 +302,25 @@ def test_idempotency_keys_belong_to_the_token_subject(token_client, issuer, auth
     assert [p.split(":")[0] for p in principals] == ["key", "sub", "sub"]
     assert all(len(p) <= 64 for p in principals)
 
+
+
+@SQLITE
+def test_the_served_document_names_the_configured_token_url(settings, issuer):
+    token_url = "https://login.example.com/realms/platform/protocol/openid-connect/token"
+    application = create_app(dataclasses.replace(settings, oauth=issuer.settings(token_url=token_url)))
+    try:
+        client = EntityCheckingClient(application)
+        for path in ("/openapi.json", "/v1/openapi.yaml"):
+            response = client.get(path)
+            document = response.json() if path.endswith(".json") else yaml.safe_load(response.text)
+            flow = document["components"]["securitySchemes"]["OAuth2"]["flows"]["clientCredentials"]
+            assert flow["tokenUrl"] == token_url and set(flow["scopes"]) == {"rooms:write", "items:write", "questions:write"}
+    finally:
+        dispose_app(application)
+
+
+@SQLITE
+def test_without_a_token_url_the_document_is_served_as_written(client):
+    assert client.get("/v1/openapi.yaml").text == SPEC_PATH.read_text(encoding="utf-8")
+    flow = client.get("/openapi.json").json()["components"]["securitySchemes"]["OAuth2"]["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == TOKEN_URL_PLACEHOLDER

@@ -53,6 +53,9 @@ def test_a_public_key_file_is_read_once_at_start(issuer, tmp_path):
      "APP_OAUTH_PUBLIC_KEY_FILE"),
     ({"APP_OAUTH_ISSUER": ISSUER, "APP_OAUTH_AUDIENCE": AUDIENCE, "APP_OAUTH_JWKS_URL": JWKS_URL,
       "APP_OAUTH_LEEWAY_SECONDS": "3600"}, "APP_OAUTH_LEEWAY_SECONDS"),
+    ({"APP_OAUTH_ISSUER": ISSUER, "APP_OAUTH_AUDIENCE": AUDIENCE, "APP_OAUTH_JWKS_URL": JWKS_URL,
+      "APP_OAUTH_TOKEN_URL": "token"}, "APP_OAUTH_TOKEN_URL"),
+    ({"APP_OAUTH_TOKEN_URL": "https://issuer.test/token"}, "APP_OAUTH_ISSUER"),
     ({"APP_CORS_ORIGINS": "https://app.example.com/"}, "APP_CORS_ORIGINS"),
     ({"APP_CORS_ORIGINS": "app.example.com"}, "APP_CORS_ORIGINS"),
 ])
