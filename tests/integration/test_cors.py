@@ -13,6 +13,7 @@ import yaml
 from app import create_app, dispose_app
 from contract.spec import SPEC_PATH
 from tests.integration.test_rooms_api import assert_problem
+from tests.integration.test_transactions_and_faults import _module
 from tests.support.entity_check import EntityCheckingClient
 from tests.support.factories import new_room
 from web.cors import ALLOWED_HEADERS, EXPOSED_HEADERS
@@ -133,3 +134,14 @@ def test_any_origin_with_a_star(settings):
         assert preflight(client, "/v1/rooms", "POST", origin=OTHER_ORIGIN).status_code == 204
     finally:
         dispose_app(application)
+
+
+def test_an_unexpected_fault_answers_a_500_problem_the_page_can_read(settings, auth):
+    failing = _module(RuntimeError("a fault"))
+    application = create_app(dataclasses.replace(settings, cors_origins=(APP_ORIGIN,)), modules=[failing])
+    try:
+        response = application.test_client().post("/v1/rooms", json=new_room(), headers={**auth, "Origin": APP_ORIGIN})
+    finally:
+        dispose_app(application)
+    assert response.status_code == 500 and response.headers["content-type"] == "application/problem+json"
+    assert response.headers["Access-Control-Allow-Origin"] == APP_ORIGIN

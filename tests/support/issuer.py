@@ -136,8 +136,7 @@ class TestIssuer:
         """
         header = {"alg": "HS256", "typ": "JWT", "kid": kid}
         signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(self.claims(**claims)).encode())}"
-        for secret in (self.public_pem(kid).encode(),):
-            signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+        signature = hmac.new(self.public_pem(kid).encode(), signing_input.encode(), hashlib.sha256).digest()
         return f"{signing_input}.{_b64(signature)}"
 
     def settings(self, **overrides) -> OAuthSettings:

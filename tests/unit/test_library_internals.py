@@ -5,6 +5,7 @@ The others are guarded where the behaviour they serve is tested; the document na
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from functools import partial
@@ -13,6 +14,7 @@ from pathlib import Path
 import fastavro
 import orjson
 import pytest
+from connexion.exceptions import OAuthScopeProblem
 from connexion.middleware.exceptions import ExceptionMiddleware
 from connexion.middleware.main import ConnexionMiddleware
 from connexion.middleware.response_validation import ResponseValidationMiddleware
@@ -23,6 +25,7 @@ from starlette.requests import Request
 import app as app_module
 from contract.avro import SCHEMAS_DIR, expanded_schema
 from settings import Settings
+from web.security import scope_refused
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,6 +80,17 @@ def test_connexions_common_error_handler_answers_a_500_problem():
     response = ExceptionMiddleware.common_error_handler(request, RuntimeError("a fault"))
     assert response.status_code == 500
     assert response.content_type == "application/problem+json"
+
+
+def test_connexions_own_scope_refusal_gets_the_insufficient_scope_challenge():
+    # web/security.py refuses a missing scope itself; should Connexion's check (OAuthSecurityHandler.check_oauth_func)
+    # refuse first, its OAuthScopeProblem's `required_scopes` and `token_scopes` still make a 403 with the challenge.
+    error = OAuthScopeProblem(token_scopes="items:write", required_scopes=["rooms:write"])
+    response = asyncio.run(scope_refused(None, error))
+    assert response.status_code == 403
+    assert response.headers["WWW-Authenticate"].startswith('Bearer realm="rooms", error="insufficient_scope"')
+    assert 'scope="rooms:write"' in response.headers["WWW-Authenticate"]
+    assert orjson.loads(response.body)["granted_scopes"] == ["items:write"]
 
 
 def test_settings_stay_a_plain_dataclass():
