@@ -13,7 +13,8 @@ from observability.request_ids import current_request
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 # Members an access-log record carries (observability.telemetry) and a JSON line repeats.
-_ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
+# `principal` only on authenticated requests: who wrote (an API key's or a token subject's digest).
+_ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "principal")
 
 
 class RequestContextFilter(logging.Filter):

@@ -9,6 +9,7 @@ and the database for what was (not) written.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import threading
 import time
@@ -21,12 +22,15 @@ import yaml
 
 from app import create_app, dispose_app
 from contract.spec import SPEC_PATH
-from tests.conftest import LiveServer
+from rest.bearer_tokens import principal_of_token
+from tests.conftest import API_KEY, LiveServer
+from tests.integration.test_logs import captured_access_log  # noqa: F401 (a fixture, used by name)
 from tests.integration.test_rooms_api import assert_problem, count_rooms
 from tests.support.entity_check import EntityCheckingClient
 from tests.support.factories import new_room
-from tests.support.issuer import TestIssuer
+from tests.support.issuer import ISSUER, TestIssuer
 from web.docs import TOKEN_URL_PLACEHOLDER
+from web.security import principal_of
 
 # Token checks do not depend on the database; the writes they let through are checked on both below.
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -324,3 +328,16 @@ def test_without_a_token_url_the_document_is_served_as_written(client):
     assert client.get("/v1/openapi.yaml").text == SPEC_PATH.read_text(encoding="utf-8")
     flow = client.get("/openapi.json").json()["components"]["securitySchemes"]["OAuth2"]["flows"]["clientCredentials"]
     assert flow["tokenUrl"] == TOKEN_URL_PLACEHOLDER
+
+
+@SQLITE
+def test_the_json_access_log_names_the_principal_of_each_write(token_client, issuer, auth, request):
+    stream = request.getfixturevalue("captured_access_log")("json")
+    token_client.post("/v1/items", json={"name": "a"}, headers=bearer(issuer.token(sub="alice", scope="items:write")))
+    token_client.post("/v1/items", json={"name": "b"}, headers=auth)
+    token_client.get("/v1/items")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["operation_id"] for line in lines] == ["create_item", "create_item", "search_items"]
+    assert lines[0]["principal"] == principal_of_token(ISSUER, "alice")
+    assert lines[1]["principal"] == principal_of(API_KEY)
+    assert "principal" not in lines[2]  # reads are anonymous
