@@ -8,12 +8,15 @@ and the database for what was (not) written.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,6 +26,7 @@ import yaml
 from app import create_app, dispose_app
 from contract.spec import SPEC_PATH
 from rest.bearer_tokens import principal_of_token
+from settings import Settings
 from tests.conftest import API_KEY, LiveServer
 from tests.integration.test_logs import captured_access_log  # noqa: F401 (a fixture, used by name)
 from tests.integration.test_rooms_api import assert_problem, count_rooms
@@ -57,6 +61,47 @@ def token_client(token_app) -> EntityCheckingClient:
     return EntityCheckingClient(token_app)
 
 
+@pytest.fixture(scope="module")
+def shared_issuer() -> Iterator[TestIssuer]:
+    """An issuer for the module's tests that refuse or accept single tokens: RSA, EC and Ed25519 keys, all published."""
+    with TestIssuer() as test_issuer:
+        for kid, kind in (("k1", "RSA"), ("ec", "EC"), ("ed", "Ed25519")):
+            test_issuer.add_key(kid, kind)
+        yield test_issuer
+
+
+@pytest.fixture(scope="module")
+def shared(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory, shared_issuer: TestIssuer):
+    """One app for those tests (on a SQLite copy): each one checks what it wrote by counting events before and after."""
+    database = tmp_path_factory.mktemp("bearer") / "rooms.sqlite3"
+    shutil.copy(sqlite_template, database)
+    url = f"sqlite:///{database}"
+    application = create_app(Settings(database_url=url, api_keys=frozenset({API_KEY}), validate_responses=True,
+                                      oauth=shared_issuer.settings()))
+    engine = sa.create_engine(url)
+    yield EntityCheckingClient(application), engine
+    engine.dispose()
+    dispose_app(application)
+
+
+@pytest.fixture
+def shared_client(shared) -> EntityCheckingClient:
+    return shared[0]
+
+
+@pytest.fixture
+def events_written(shared):
+    """How many events the test wrote, so far (every write writes one)."""
+    engine = shared[1]
+
+    def count() -> int:
+        with engine.connect() as connection:
+            return connection.execute(sa.text("SELECT count(*) FROM events")).scalar_one()
+
+    before = count()
+    return lambda: count() - before
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -83,6 +128,7 @@ def test_a_token_with_the_scope_creates_changes_and_deletes_and_reads_stay_publi
     assert created.status_code == 201, created.text
     room = created.json()
     assert token_client.get(f"/v1/rooms/{room['id']}").status_code == 200  # no credentials needed to read
+    assert token_client.get("/v1/rooms", headers=bearer("garbage")).status_code == 200  # nor checked on reads
     patched = token_client.patch(f"/v1/rooms/{room['id']}", content=b'{"price": 700, "monthly_price": 700}',
                                  headers={**headers, "Content-Type": "application/merge-patch+json"})
     assert patched.status_code == 200 and patched.json()["price"] == 700
@@ -91,31 +137,28 @@ def test_a_token_with_the_scope_creates_changes_and_deletes_and_reads_stay_publi
     assert count_rooms(engine) == 0
 
 
-@SQLITE
 @pytest.mark.parametrize("path, body, scope", [
     ("/v1/rooms", new_room(), "rooms:write"),
     ("/v1/items", {"name": "Lamp"}, "items:write"),
     ("/v1/questions", {"question_code": "42", "category": "c", "message": "m"}, "questions:write"),
 ])
-def test_a_valid_token_without_the_scope_is_403_naming_it_and_writes_nothing(token_client, issuer, engine, path, body, scope):
+def test_a_valid_token_without_the_scope_is_403_naming_it_and_writes_nothing(shared_client, shared_issuer, events_written,
+                                                                          path, body, scope):
     granted = "rooms:read items:write" if scope != "items:write" else "rooms:write"
-    response = token_client.post(path, json=body, headers=bearer(issuer.token(scope=granted)))
+    response = shared_client.post(path, json=body, headers=bearer(shared_issuer.token(scope=granted)))
     problem = assert_problem(response, 403)
     params = challenge_of(response)
     assert params["error"] == "insufficient_scope" and params["scope"] == scope and params["realm"] == "rooms"
     assert problem["required_scopes"] == [scope] and scope in problem["detail"]
     assert problem["granted_scopes"] == sorted(granted.split())
-    with engine.connect() as connection:
-        assert connection.execute(sa.text("SELECT count(*) FROM events")).scalar_one() == 0
+    assert events_written() == 0
 
 
-@SQLITE
-def test_scopes_may_come_as_an_scp_list_too(token_client, issuer):
-    response = token_client.post("/v1/items", json={"name": "Lamp"}, headers=bearer(issuer.token(scope=None, scp=["items:write"])))
-    assert response.status_code == 201
+def test_scopes_may_come_as_an_scp_list_too(shared_client, shared_issuer):
+    token = shared_issuer.token(scope=None, scp=["items:write"])
+    assert shared_client.post("/v1/items", json={"name": "Lamp"}, headers=bearer(token)).status_code == 201
 
 
-@SQLITE
 @pytest.mark.parametrize("claims, words", [
     ({"lifetime": -120}, ["expired"]),                            # beyond the 30 s leeway
     ({"nbf": int(time.time()) + 600}, ["not valid yet"]),
@@ -124,50 +167,57 @@ def test_scopes_may_come_as_an_scp_list_too(token_client, issuer):
     ({"sub": None}, ["subject"]),
     ({"exp": None}, ["exp"]),
 ], ids=["expired", "nbf-in-the-future", "wrong-issuer", "wrong-audience", "no-subject", "no-exp"])
-def test_a_token_that_fails_a_claim_is_401_invalid_token_saying_which(token_client, issuer, engine, claims, words):
-    assert_token_refused(token_client.post("/v1/rooms", json=new_room(), headers=bearer(issuer.token(**claims))), *words)
-    assert count_rooms(engine) == 0
+def test_a_token_that_fails_a_claim_is_401_invalid_token_saying_which(shared_client, shared_issuer, events_written, claims, words):
+    response = shared_client.post("/v1/rooms", json=new_room(), headers=bearer(shared_issuer.token(**claims)))
+    assert_token_refused(response, *words)
+    assert events_written() == 0
 
 
-@SQLITE
-def test_the_leeway_forgives_a_little_clock_skew(token_client, issuer):
+def test_the_leeway_forgives_a_little_clock_skew(shared_client, shared_issuer):
     # Expired 10 s ago and valid from 10 s in the future: both within the 30 s leeway.
-    skewed = issuer.token(lifetime=-10, nbf=int(time.time()) + 10)
-    assert token_client.post("/v1/items", json={"name": "Lamp"}, headers=bearer(skewed)).status_code == 403  # valid, no scope
-    skewed = issuer.token(lifetime=-10, scope="items:write")
-    assert token_client.post("/v1/items", json={"name": "Lamp"}, headers=bearer(skewed)).status_code == 201
+    skewed = shared_issuer.token(lifetime=-10, nbf=int(time.time()) + 10)
+    assert shared_client.post("/v1/items", json={"name": "Lamp"}, headers=bearer(skewed)).status_code == 403  # valid, no scope
+    skewed = shared_issuer.token(lifetime=-10, scope="items:write")
+    assert shared_client.post("/v1/items", json={"name": "Lamp"}, headers=bearer(skewed)).status_code == 201
 
 
-@SQLITE
-def test_forged_tokens_are_refused_alg_none_hmac_with_the_public_key_and_a_foreign_signature(token_client, issuer, engine):
-    assert_token_refused(token_client.post("/v1/rooms", json=new_room(), headers=bearer(issuer.unsigned_token())), "algorithm")
-    confused = issuer.hmac_with_public_key("k1")
-    assert_token_refused(token_client.post("/v1/rooms", json=new_room(), headers=bearer(confused)), "algorithm")
+def test_forged_tokens_are_refused_alg_none_hmac_with_the_public_key_and_a_foreign_signature(shared_client, shared_issuer,
+                                                                                            events_written):
+    def post(token: str) -> httpx.Response:
+        return shared_client.post("/v1/rooms", json=new_room(), headers=bearer(token))
+
+    assert_token_refused(post(shared_issuer.unsigned_token()), "algorithm")
+    assert_token_refused(post(shared_issuer.hmac_with_public_key("k1")), "algorithm")
     # Signed by a key that is not the issuer's, under the issuer's kid.
     impostor = TestIssuer()
     impostor.add_key("k1")
-    assert_token_refused(token_client.post("/v1/rooms", json=new_room(), headers=bearer(impostor.token())), "signature")
-    assert_token_refused(token_client.post("/v1/rooms", json=new_room(), headers=bearer("not.a.jwt")))
-    assert_token_refused(token_client.post("/v1/rooms", json=new_room(), headers=bearer("garbage")))
-    assert count_rooms(engine) == 0
+    assert_token_refused(post(impostor.token()), "signature")
+    # An EC signature presented as RS256 under the EC key's kid: the key type decides the algorithm.
+    ec_token = shared_issuer.token("ec")
+    header, payload, signature = ec_token.split(".")
+    relabelled = base64.urlsafe_b64encode(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "ec"}).encode()).rstrip(b"=").decode()
+    assert_token_refused(post(f"{relabelled}.{payload}.{signature}"), "algorithm")
+    assert_token_refused(post("not.a.jwt"))
+    assert_token_refused(post("garbage"))
+    assert events_written() == 0
 
 
-@SQLITE
-def test_missing_credentials_and_a_wrong_api_key_are_401_with_a_bare_bearer_challenge(token_client):
+def test_missing_credentials_and_a_wrong_api_key_are_401_with_a_bare_bearer_challenge(shared_client):
     for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": "Basic dXNlcjpwYXNz"}):
-        response = token_client.post("/v1/rooms", json=new_room(), headers=headers)
+        response = shared_client.post("/v1/rooms", json=new_room(), headers=headers)
         assert_problem(response, 401)
         # No token was sent, so no error code (RFC 6750 §3.1): the challenge only says tokens are accepted.
         assert challenge_of(response) == {"realm": "rooms"}
 
 
-@SQLITE
-def test_api_keys_keep_working_beside_tokens(token_client, issuer, auth):
-    assert token_client.post("/v1/rooms", json=new_room(), headers=auth).status_code == 201
+def test_api_keys_keep_working_beside_tokens(shared_client, shared_issuer, events_written):
+    auth = {"X-API-Key": API_KEY}
+    assert shared_client.post("/v1/rooms", json=new_room(), headers=auth).status_code == 201
     # Either will do: a valid key with a bad token, a valid token with a wrong key.
-    assert token_client.post("/v1/items", json={"name": "a"}, headers={**auth, **bearer("garbage")}).status_code == 201
-    with_token = {"X-API-Key": "wrong", **bearer(issuer.token(scope="items:write"))}
-    assert token_client.post("/v1/items", json={"name": "b"}, headers=with_token).status_code == 201
+    assert shared_client.post("/v1/items", json={"name": "a"}, headers={**auth, **bearer("garbage")}).status_code == 201
+    with_token = {"X-API-Key": "wrong", **bearer(shared_issuer.token(scope="items:write"))}
+    assert shared_client.post("/v1/items", json={"name": "b"}, headers=with_token).status_code == 201
+    assert events_written() == 3
 
 
 @SQLITE
@@ -193,11 +243,10 @@ def test_a_pem_public_key_verifies_tokens_without_any_fetch(settings, issuer):
     assert issuer.fetches == 0
 
 
-@SQLITE
-@pytest.mark.parametrize("kind", ["RSA", "EC", "Ed25519"])
-def test_rsa_ec_and_ed25519_keys_of_the_jwks_all_verify(token_client, issuer, kind):
-    issuer.add_key("other", kind)
-    assert token_client.post("/v1/items", json={"name": "a"}, headers=bearer(issuer.token("other", scope="items:write"))).status_code == 201
+@pytest.mark.parametrize("kid", ["k1", "ec", "ed"], ids=["RS256", "ES256", "EdDSA"])
+def test_rsa_ec_and_ed25519_keys_of_the_jwks_all_verify(shared_client, shared_issuer, kid):
+    token = shared_issuer.token(kid, scope="items:write")
+    assert shared_client.post("/v1/items", json={"name": "a"}, headers=bearer(token)).status_code == 201
 
 
 @SQLITE

@@ -6,12 +6,16 @@ What a browser does with these headers is proven in tests/e2e/test_cors_browser.
 from __future__ import annotations
 
 import dataclasses
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
 
 from app import create_app, dispose_app
 from contract.spec import SPEC_PATH
+from settings import Settings
+from tests.conftest import API_KEY
 from tests.integration.test_rooms_api import assert_problem
 from tests.integration.test_transactions_and_faults import _module
 from tests.support.entity_check import EntityCheckingClient
@@ -19,18 +23,27 @@ from tests.support.factories import new_room
 from web.cors import ALLOWED_HEADERS, EXPOSED_HEADERS
 
 # CORS sits in front of the stack and touches no database: one backend is enough.
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 APP_ORIGIN = "http://127.0.0.1:5173"
 OTHER_ORIGIN = "https://evil.example"
 METHODS = ("get", "put", "post", "delete", "patch")
 
 
-@pytest.fixture
-def cors_client(settings):
-    application = create_app(dataclasses.replace(settings, cors_origins=(APP_ORIGIN, "https://app.example.com")))
+@pytest.fixture(scope="module")
+def cors_client(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One app for the module (these tests look at headers, not at what is stored), allowing two origins."""
+    database = tmp_path_factory.mktemp("cors") / "rooms.sqlite3"
+    shutil.copy(sqlite_template, database)
+    application = create_app(Settings(database_url=f"sqlite:///{database}", api_keys=frozenset({API_KEY}),
+                                      validate_responses=True, cors_origins=(APP_ORIGIN, "https://app.example.com")))
     yield EntityCheckingClient(application)
     dispose_app(application)
+
+
+@pytest.fixture
+def auth() -> dict[str, str]:
+    return {"X-API-Key": API_KEY}
 
 
 def operations() -> list[tuple[str, str]]:
@@ -49,6 +62,7 @@ def listed(value: str) -> set[str]:
     return {part.strip().lower() for part in value.split(",")}
 
 
+@SQLITE
 def test_without_origins_configured_there_are_no_cors_headers_and_options_stays_405(client):
     response = client.get("/v1/rooms", headers={"Origin": APP_ORIGIN})
     assert response.status_code == 200
@@ -126,6 +140,7 @@ def test_the_documents_browser_tools_read_are_cors_enabled_too(cors_client, path
     assert response.headers["Access-Control-Allow-Origin"] == APP_ORIGIN
 
 
+@SQLITE
 def test_any_origin_with_a_star(settings):
     application = create_app(dataclasses.replace(settings, cors_origins=("*",)))
     try:
@@ -136,6 +151,7 @@ def test_any_origin_with_a_star(settings):
         dispose_app(application)
 
 
+@SQLITE
 def test_an_unexpected_fault_answers_a_500_problem_the_page_can_read(settings, auth):
     failing = _module(RuntimeError("a fault"))
     application = create_app(dataclasses.replace(settings, cors_origins=(APP_ORIGIN,)), modules=[failing])
