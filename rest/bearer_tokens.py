@@ -45,7 +45,9 @@ class UnknownKey(TokenRefused):
     """The token names a signing key (`kid`) the key set does not hold (yet: the issuer may have rotated)."""
 
     def __init__(self, kid: str | None) -> None:
-        super().__init__(f"the token's signing key {kid!r} is not one of the issuer's keys" if kid
+        # The kid comes from the client: cut, so that a long one cannot swell the answer's header.
+        shown = repr(kid[:64] + "..." if kid and len(kid) > 64 else kid)
+        super().__init__(f"the token's signing key {shown} is not one of the issuer's keys" if kid
                          else "the token names no signing key (kid) and the issuer has several")
         self.kid = kid
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rest.bearer_tokens import ASYMMETRIC_ALGORITHMS, TokenRules, key_set_from_jwks, principal_of_token
+from rest.bearer_tokens import ASYMMETRIC_ALGORITHMS, TokenRules, UnknownKey, key_set_from_jwks, principal_of_token
 from settings import ConfigurationError, Settings
 from tests.support.issuer import AUDIENCE, ISSUER, TestIssuer
 from web.security import challenge, principal_of
@@ -114,6 +114,12 @@ def test_principals_tell_issuers_subjects_and_api_keys_apart_and_fit_the_idempot
     assert alice != principal_of_token("https://elsewhere.test/", "alice") != principal_of_token(ISSUER, "bob")
     assert alice.startswith("sub:") and principal_of("alice").startswith("key:")
     assert len(principal_of_token("https://" + "x" * 500, "y" * 500)) <= 64
+
+
+def test_an_unknown_kid_is_named_but_cut_to_64_characters():
+    assert "'k9'" in UnknownKey("k9").description
+    long = UnknownKey("x" * 10_000).description
+    assert len(long) < 150 and "x" * 64 + "..." in long
 
 
 def test_the_challenge_quotes_safely():
