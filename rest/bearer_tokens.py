@@ -29,7 +29,7 @@ ASYMMETRIC_ALGORITHMS: Mapping[str, str] = {
     "EdDSA": "OKP",
 }
 _EC_CURVES = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
-_EC_KEY_SIZES = {256: "ES256", 384: "ES384", 521: "ES512"}
+_EC_CURVE_NAMES = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _OKP_CURVES = {"Ed25519", "Ed448"}
 
 
@@ -120,7 +120,8 @@ def key_set_from_pem(pem: str | bytes, allowed: Iterable[str]) -> KeySet:
     if isinstance(key, RSAPublicKey):
         usable = {name for name, kty in ASYMMETRIC_ALGORITHMS.items() if kty == "RSA"}
     elif isinstance(key, EllipticCurvePublicKey):
-        usable = {_EC_KEY_SIZES[key.curve.key_size]} if key.curve.key_size in _EC_KEY_SIZES else set()
+        # By the curve, not its size: secp256k1 is 256 bits too, and ES256 means P-256.
+        usable = {_EC_CURVE_NAMES[key.curve.name]} if key.curve.name in _EC_CURVE_NAMES else set()
     elif isinstance(key, (Ed25519PublicKey, Ed448PublicKey)):
         usable = {"EdDSA"}
     else:
@@ -176,10 +177,8 @@ def unverified_kid(token: str) -> str | None:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
         raise TokenRefused("the token is not a well-formed JWT") from None
-    kid = header.get("kid")
-    if kid is not None and not isinstance(kid, str):
-        raise TokenRefused("the token's kid is not a string")
-    return kid
+    kid = header.get("kid")  # PyJWT has refused a kid that is not a string
+    return kid if isinstance(kid, str) else None
 
 
 def verify_token(token: str, key: VerificationKey, rules: TokenRules) -> Token:

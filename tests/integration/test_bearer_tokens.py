@@ -8,6 +8,7 @@ and the database for what was (not) written.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
@@ -33,6 +34,8 @@ from tests.integration.test_rooms_api import assert_problem, count_rooms
 from tests.support.entity_check import EntityCheckingClient
 from tests.support.factories import new_room
 from tests.support.issuer import ISSUER, TestIssuer
+from web import bearer_keys
+from web.bearer_keys import JwksKeys
 from web.docs import TOKEN_URL_PLACEHOLDER
 from web.security import principal_of
 
@@ -390,3 +393,67 @@ def test_the_json_access_log_names_the_principal_of_each_write(token_client, iss
     assert lines[0]["principal"] == principal_of_token(ISSUER, "alice")
     assert lines[1]["principal"] == principal_of(API_KEY)
     assert "principal" not in lines[2]  # reads are anonymous
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def jwks_keys(issuer: TestIssuer, clock: Clock, *, timeout: float = 5) -> JwksKeys:
+    return JwksKeys(issuer.jwks_url, frozenset({"RS256"}), timeout_seconds=timeout, refresh_seconds=300,
+                    min_refetch_seconds=30, clock=clock)
+
+
+def wait_for_fetches(issuer: TestIssuer, keys: JwksKeys, count: int) -> None:
+    deadline = time.monotonic() + 5
+    while keys.fetches < count:
+        assert time.monotonic() < deadline, "the fetch did not finish"
+        time.sleep(0.01)
+
+
+def test_a_stale_key_set_keeps_serving_while_a_background_fetch_replaces_it(issuer):
+    clock = Clock()
+    keys = jwks_keys(issuer, clock)
+    keys.start()
+    wait_for_fetches(issuer, keys, 1)
+    first = keys.key_set()
+    assert first is not None and set(first.keys) == {"k1"}
+    issuer.add_key("k2")
+    clock.now += 200
+    assert keys.key_set() is first and issuer.fetches == 1  # fresh enough: no fetch
+    clock.now += 101
+    assert keys.key_set() is first  # stale: still served, at once, while the fetch runs
+    wait_for_fetches(issuer, keys, 2)
+    assert set(keys.key_set().keys) == {"k1", "k2"}
+
+
+def test_a_request_waits_for_a_slow_fetch_no_longer_than_the_timeout(issuer):
+    issuer.delay_seconds = 1.0
+    keys = jwks_keys(issuer, Clock(), timeout=0.2)
+    started = time.monotonic()
+    assert asyncio.run(keys.refetched()) is None
+    assert time.monotonic() - started < 0.6
+    wait_for_fetches(issuer, keys, 1)  # the fetch's own timeout is the same: it gave up too, and holds nothing
+    assert keys.key_set() is None
+
+
+def test_an_oversized_or_unusable_jwks_keeps_the_keys_held(issuer, monkeypatch):
+    clock = Clock()
+    keys = jwks_keys(issuer, clock)
+    keys.start()
+    wait_for_fetches(issuer, keys, 1)
+    held = keys.key_set()
+    monkeypatch.setattr(bearer_keys, "MAX_JWKS_BYTES", 100)
+    clock.now += 31
+    assert asyncio.run(keys.refetched()) is held  # too large: refused, the old keys stay
+    monkeypatch.undo()
+    issuer.publish()  # no keys at all
+    clock.now += 31
+    assert asyncio.run(keys.refetched()) is held
+    assert keys.fetches == 3

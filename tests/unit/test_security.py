@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import base64
+import json
 
-from rest.bearer_tokens import ASYMMETRIC_ALGORITHMS, TokenRules, UnknownKey, key_set_from_jwks, principal_of_token
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
+
+from rest.bearer_tokens import (
+    ASYMMETRIC_ALGORITHMS,
+    TokenRefused,
+    TokenRules,
+    UnknownKey,
+    key_set_from_jwks,
+    key_set_from_pem,
+    principal_of_token,
+    unverified_kid,
+    verify_token,
+)
 from settings import ConfigurationError, Settings
 from tests.support.issuer import AUDIENCE, ISSUER, TestIssuer
+from web.bearer_keys import StaticKeys
 from web.security import challenge, principal_of
 
 JWKS_URL = "https://issuer.test/jwks.json"
@@ -126,3 +144,44 @@ def test_the_challenge_quotes_safely():
     assert challenge() == 'Bearer realm="rooms"'
     assert challenge(error="invalid_token", error_description='kid "a\\b" é') == \
         'Bearer realm="rooms", error="invalid_token", error_description="kid ?a?b? ?"'
+
+
+def _pem(public_key) -> str:
+    return public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def test_a_pem_key_verifies_only_the_algorithms_of_its_type_and_curve():
+    every = set(ASYMMETRIC_ALGORITHMS)
+    ed = key_set_from_pem(_pem(ed25519.Ed25519PrivateKey.generate().public_key()), every)
+    assert ed.key_for("any kid").algorithms == {"EdDSA"}
+    p384 = key_set_from_pem(_pem(ec.generate_private_key(ec.SECP384R1()).public_key()), every)
+    assert p384.key_for(None).algorithms == {"ES384"}
+    with pytest.raises(ValueError, match="none of them allowed"):
+        key_set_from_pem(_pem(ec.generate_private_key(ec.SECP256K1()).public_key()), every)  # 256 bits, not P-256
+    with pytest.raises(ValueError, match="cannot verify tokens"):
+        key_set_from_pem(_pem(x25519.X25519PrivateKey.generate().public_key()), every)  # a key-agreement key
+
+
+def test_the_verifier_reads_the_header_and_claims_carefully(issuer):
+    rules = TokenRules(ISSUER, AUDIENCE, frozenset(ASYMMETRIC_ALGORITHMS))
+    key = key_set_from_jwks(issuer.jwks(), ASYMMETRIC_ALGORITHMS).key_for("k1")
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "RS256", "kid": 7}).encode()).rstrip(b"=").decode()
+    numeric_kid = f"{header}.{issuer.token().split('.', 1)[1]}"  # PyJWT itself will not write a numeric kid
+    with pytest.raises(TokenRefused, match="not a well-formed JWT"):
+        unverified_kid(numeric_kid)
+    assert verify_token(issuer.token(scope=None, scp="a b"), key, rules).scopes == {"a", "b"}
+    assert verify_token(issuer.token(scope=None), key, rules).scopes == frozenset()
+    malformed_nbf = jwt.encode(issuer.claims(nbf="soon"), issuer.private_keys["k1"], algorithm="RS256", headers={"kid": "k1"})
+    with pytest.raises(TokenRefused, match="not valid"):
+        verify_token(malformed_nbf, key, rules)
+
+
+def test_a_jwk_that_does_not_make_a_key_is_left_out(issuer):
+    broken = {**issuer.jwks()["keys"][0], "kid": "broken", "n": "AA"}
+    assert set(key_set_from_jwks({"keys": [*issuer.jwks()["keys"], broken]}, {"RS256"}).keys) == {"k1"}
+
+
+def test_a_configured_key_is_never_refetched(issuer):
+    keys = StaticKeys(issuer.public_pem("k1"), frozenset({"RS256"}))
+    keys.start()
+    assert asyncio.run(keys.refetched()) is None and keys.key_set() is not None
