@@ -38,11 +38,12 @@ from providers.database import pool_capacity
 from settings import Settings
 from web.availability import register_availability_handlers, stopping_on_signals
 from web.avro_bodies import avro_body_validator
+from web.cors import Cors, spec_methods
 from web.docs import AuthoredAsyncApi, AuthoredSpec, RootDocsAliases
 from web.framing import ControlCharactersInPath, NoProtocolUpgrades, RequestFraming
 from web.injection import InjectingResolver
 from web.problems import register_problem_handlers
-from web.security import api_key_security_map
+from web.security import BearerTokens, register_security_problem_handlers, security_map
 from web.service_app import ServiceApp
 from web.speedups import Speedups
 from web.speedups.injection import inject_with_bindings_read_once
@@ -81,16 +82,17 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
     metrics = ServiceMetrics(injector.get(Engine), settings.database_url, pool_capacity(settings.pool_size))
     if tracing is not None:
         tracing.instrument_engine(injector.get(Engine))
+    bearer = BearerTokens(settings.oauth)
 
     built: list[ServiceApp] = []  # the lifespan needs the app's threads, and the app its lifespan
     app = ServiceApp(
         __name__,
         threads=settings.handler_threads,
         speedups=speedups,
-        lifespan=_lifespan(lambda: built[0], injector, metrics, speedups, tracing),
-        middlewares=middleware_stack(settings, metrics, tracing, operation_routes(spec, BASE_PATH)),
+        lifespan=_lifespan(lambda: built[0], injector, metrics, speedups, tracing, bearer),
+        middlewares=middleware_stack(settings, metrics, spec, tracing),
         validator_map=validator_map(limits, avro_body_validator(contract.schemas, rules), request_validators),
-        security_map=api_key_security_map(settings.api_keys),
+        security_map=security_map(settings.api_keys, bearer),
         **({"jsonifier": orjson_jsonifier()} if speedups.orjson else {}),
     )
     built.append(app)
@@ -109,35 +111,42 @@ def create_app(settings: Settings | None = None, *, modules: Iterable[Module] = 
         swagger_ui_options=SwaggerUIOptions(serve_spec=False, swagger_ui_config={"persistAuthorization": True}),
     )
     register_problem_handlers(app, spec, BASE_PATH)
+    register_security_problem_handlers(app)
     register_availability_handlers(app, injector.get(DatabaseOutages), settings.retry_after_seconds)
     app.injector = injector
     app.metrics = metrics
+    app.bearer_tokens = bearer
     return app
 
 
-def middleware_stack(settings: Settings, metrics: ServiceMetrics, tracing: Tracing | None = None,
-                     routes: dict[str, str] | None = None) -> list:
+def middleware_stack(settings: Settings, metrics: ServiceMetrics, spec: dict | None = None,
+                     tracing: Tracing | None = None) -> list:
     """Connexion's own default middleware list (`ConnexionMiddleware.default_middlewares`), with ours in place.
 
     In front of all of it (so every answer is counted and carries its request id, also Connexion's own
     problems): the telemetry, /metrics (an operator's endpoint, not part of the API, answered from the
     event loop even while every handler thread is busy) and the refusal of protocol upgrades; with
-    `tracing`, the server span in front of those, so the access log line carries its trace id. In front of
+    `tracing`, the server span in front of those, so the access log line carries its trace id; then CORS
+    when origins are configured (web/cors.py: preflights answered before routing and security, and every
+    answer, Connexion's 500 and the docs' routes too, carries its headers). In front of
     Swagger UI: the request's framing and the docs' routes. A middleware a Connexion release adds to its
     list is in the stack without a change here; one this list is placed against going missing stops the
     start.
     """
     outermost = [
-        *(tracing.server_middleware(routes or {}) if tracing is not None else ()),
+        *(tracing.server_middleware(operation_routes(spec or load_spec(), BASE_PATH)) if tracing is not None else ()),
         partial(RequestTelemetry, access_log=settings.access_log),
         partial(MetricsEndpoint, metrics=metrics),
         NoProtocolUpgrades,
     ]
+    if settings.cors_origins:
+        outermost.append(partial(Cors, origins=settings.cors_origins, methods=spec_methods(spec or load_spec())))
     before_docs = [
         ControlCharactersInPath,
         partial(RequestFraming, max_bytes=settings.max_body_bytes),
         partial(RootDocsAliases, base_path=BASE_PATH),
-        partial(AuthoredSpec, spec_path=SPEC_PATH, base_path=BASE_PATH),
+        partial(AuthoredSpec, spec_path=SPEC_PATH, base_path=BASE_PATH,
+                token_url=settings.oauth.token_url if settings.oauth else None),
         partial(AuthoredAsyncApi, document_path=ASYNCAPI_PATH, base_path=BASE_PATH),
     ]
     stack = list(ConnexionMiddleware.default_middlewares)
@@ -178,7 +187,7 @@ def flask_app() -> Flask:
 
 
 def _lifespan(app: Callable[[], ServiceApp], injector: Injector, metrics: ServiceMetrics, speedups: Speedups,
-              tracing: Tracing | None) -> Callable:
+              tracing: Tracing | None, bearer: BearerTokens) -> Callable:
     """Prepare the process when a server starts the app; release its threads and connections when it stops."""
 
     @asynccontextmanager
@@ -189,6 +198,7 @@ def _lifespan(app: Callable[[], ServiceApp], injector: Injector, metrics: Servic
             # p99 of every scenario (bench/RESULTS.md). Frozen objects are never scanned again.
             gc.collect()
             gc.freeze()
+        bearer.start()  # the issuer's keys, fetched in the background
         stopping = injector.get(Stopping)
         # Set at the stop signal, so long polls answer at once and the requests in flight can finish.
         with stopping_on_signals(stopping):

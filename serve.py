@@ -36,8 +36,11 @@ def main() -> int:
     reaper = DeadProcessReaper(metrics_dir) if metrics_dir is not None and settings.workers > 1 else None
     try:
         migrate(settings.database_url, configure_logging=False)
-        if not settings.api_keys:
-            logger.warning("APP_API_KEYS is empty: every write (POST, PATCH, DELETE) will be refused with 401.")
+        if not settings.api_keys and settings.oauth is None:
+            logger.warning("APP_API_KEYS is empty and no token issuer is configured (APP_OAUTH_ISSUER): "
+                           "every write (POST, PATCH, DELETE) will be refused with 401.")
+        elif not settings.api_keys and settings.oauth is not None:
+            logger.info("APP_API_KEYS is empty: writes need a bearer token from %s", settings.oauth.issuer)
         logger.info(
             "Serving on http://%s:%s/ (Swagger UI at /ui/, metrics at /metrics) with %d worker(s), tracing %s; metrics files in %s",
             settings.address, settings.port, settings.workers,

@@ -6,7 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
+
+from rest.bearer_tokens import ASYMMETRIC_ALGORITHMS, key_set_from_pem
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "rooms.sqlite3"
@@ -14,6 +16,29 @@ DEFAULT_SQLITE_PATH = PROJECT_ROOT / "var" / "rooms.sqlite3"
 
 class ConfigurationError(ValueError):
     """Raised when an environment variable holds a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    """The OAuth2 issuer whose bearer tokens the service accepts beside its API keys (docs/security.md)."""
+
+    issuer: str
+    audience: str
+    jwks_url: str | None = None
+    public_key_pem: str | None = None
+    algorithms: frozenset[str] = frozenset(ASYMMETRIC_ALGORITHMS)
+    leeway_seconds: int = 30
+    # A key set older than this is refetched in the background while it keeps serving.
+    jwks_refresh_seconds: int = 300
+    # The bound on refetches: a token naming an unknown kid starts at most one fetch per this many seconds.
+    jwks_min_refetch_seconds: int = 30
+    jwks_timeout_seconds: int = 5
+    # Shown in the served OpenAPI document's clientCredentials flow (the file holds a placeholder).
+    token_url: str | None = None
+
+
+OAUTH_VARIABLES = ("APP_OAUTH_ISSUER", "APP_OAUTH_AUDIENCE", "APP_OAUTH_JWKS_URL", "APP_OAUTH_PUBLIC_KEY",
+                   "APP_OAUTH_PUBLIC_KEY_FILE", "APP_OAUTH_TOKEN_URL")
 
 
 @dataclass(frozen=True)
@@ -55,6 +80,10 @@ class Settings:
     avro_max_values: int = 10_000
     avro_max_schema_bytes: int = 64 * 1024
     avro_max_decoded_bytes: int | None = None
+    # Bearer tokens (docs/security.md): None = not configured, tokens refused with a 401 saying so.
+    oauth: OAuthSettings | None = None
+    # Browser origins allowed to call the API (CORS); none = no CORS headers at all.
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -98,7 +127,92 @@ class Settings:
             avro_max_values=_int(environ, "APP_AVRO_MAX_VALUES", cls.avro_max_values, minimum=1),
             avro_max_schema_bytes=_int(environ, "APP_AVRO_MAX_SCHEMA_BYTES", cls.avro_max_schema_bytes, minimum=1),
             avro_max_decoded_bytes=_optional_int(environ, "APP_AVRO_MAX_DECODED_BYTES", minimum=1),
+            oauth=oauth_from_env(environ),
+            cors_origins=cors_origins_from_env(environ),
         )
+
+
+def oauth_from_env(environ: Mapping[str, str]) -> OAuthSettings | None:
+    """Return the bearer-token issuer from the APP_OAUTH_* variables, or None when none of them is set."""
+    if not any(environ.get(name) for name in OAUTH_VARIABLES):
+        return None
+    issuer, audience = environ.get("APP_OAUTH_ISSUER"), environ.get("APP_OAUTH_AUDIENCE")
+    if not issuer:
+        raise ConfigurationError("APP_OAUTH_ISSUER must be set when bearer tokens are configured (the tokens' `iss`)")
+    if not audience:
+        raise ConfigurationError("APP_OAUTH_AUDIENCE must be set when bearer tokens are configured (the tokens' `aud`)")
+    algorithms = _algorithms(environ, "APP_OAUTH_ALGORITHMS")
+    jwks_url = environ.get("APP_OAUTH_JWKS_URL") or None
+    pem = _public_key_pem(environ)
+    if (jwks_url is None) == (pem is None):
+        raise ConfigurationError("set exactly one of APP_OAUTH_JWKS_URL and APP_OAUTH_PUBLIC_KEY(_FILE): "
+                                 "where the issuer's signing keys come from")
+    if jwks_url is not None and (urlsplit(jwks_url).scheme not in ("http", "https") or not urlsplit(jwks_url).netloc):
+        raise ConfigurationError(f"APP_OAUTH_JWKS_URL must be an http(s) URL, got {jwks_url!r}")
+    token_url = environ.get("APP_OAUTH_TOKEN_URL") or None
+    if token_url is not None and (urlsplit(token_url).scheme not in ("http", "https") or not urlsplit(token_url).netloc):
+        raise ConfigurationError(f"APP_OAUTH_TOKEN_URL must be an http(s) URL, got {token_url!r}")
+    if pem is not None:
+        name = "APP_OAUTH_PUBLIC_KEY_FILE" if environ.get("APP_OAUTH_PUBLIC_KEY_FILE") else "APP_OAUTH_PUBLIC_KEY"
+        try:
+            key_set_from_pem(pem, algorithms)
+        except ValueError as error:
+            raise ConfigurationError(f"{name}: {error}") from None
+    defaults = OAuthSettings(issuer=issuer, audience=audience)
+    return OAuthSettings(
+        issuer=issuer,
+        audience=audience,
+        jwks_url=jwks_url,
+        public_key_pem=pem,
+        algorithms=algorithms,
+        leeway_seconds=_int(environ, "APP_OAUTH_LEEWAY_SECONDS", defaults.leeway_seconds, minimum=0, maximum=300),
+        jwks_refresh_seconds=_int(environ, "APP_OAUTH_JWKS_REFRESH_SECONDS", defaults.jwks_refresh_seconds, minimum=1),
+        jwks_min_refetch_seconds=_int(
+            environ, "APP_OAUTH_JWKS_MIN_REFETCH_SECONDS", defaults.jwks_min_refetch_seconds, minimum=1
+        ),
+        jwks_timeout_seconds=_int(environ, "APP_OAUTH_JWKS_TIMEOUT_SECONDS", defaults.jwks_timeout_seconds, minimum=1, maximum=60),
+        token_url=token_url,
+    )
+
+
+def _algorithms(environ: Mapping[str, str], name: str) -> frozenset[str]:
+    raw = environ.get(name)
+    if not raw:
+        return frozenset(ASYMMETRIC_ALGORITHMS)
+    names = {part.strip() for part in raw.split(",") if part.strip()}
+    refused = sorted(names - set(ASYMMETRIC_ALGORITHMS))
+    if refused or not names:
+        raise ConfigurationError(
+            f"{name} may name only asymmetric algorithms ({', '.join(ASYMMETRIC_ALGORITHMS)}), got {', '.join(refused) or raw!r}"
+        )
+    return frozenset(names)
+
+
+def _public_key_pem(environ: Mapping[str, str]) -> str | None:
+    inline, path = environ.get("APP_OAUTH_PUBLIC_KEY"), environ.get("APP_OAUTH_PUBLIC_KEY_FILE")
+    if inline and path:
+        raise ConfigurationError("set APP_OAUTH_PUBLIC_KEY or APP_OAUTH_PUBLIC_KEY_FILE, not both")
+    if not path:
+        return inline or None
+    try:
+        return Path(path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigurationError(f"APP_OAUTH_PUBLIC_KEY_FILE cannot be read: {error}") from None
+
+
+def cors_origins_from_env(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Return the origins in APP_CORS_ORIGINS (comma-separated `scheme://host[:port]`, or `*` for any)."""
+    origins = tuple(dict.fromkeys(part.strip() for part in environ.get("APP_CORS_ORIGINS", "").split(",") if part.strip()))
+    for origin in origins:
+        if origin == "*":
+            continue
+        parts = urlsplit(origin)
+        # A browser sends the origin without path or trailing slash; one configured with either never matches.
+        if parts.scheme not in ("http", "https") or not parts.netloc or origin != f"{parts.scheme}://{parts.netloc}":
+            raise ConfigurationError(
+                f"APP_CORS_ORIGINS must list origins like https://app.example.com (no path, no trailing slash), got {origin!r}"
+            )
+    return origins
 
 
 def database_url_from_env(environ: Mapping[str, str]) -> str:

@@ -14,7 +14,8 @@ from observability.request_ids import current_request
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s%(trace)s] %(message)s"
 # Members an access-log record carries (observability.telemetry) and a JSON line repeats.
-_ACCESS_FIELDS = ("method", "path", "status", "duration_ms")
+# `principal` only on authenticated requests: who wrote (an API key's or a token subject's digest).
+_ACCESS_FIELDS = ("method", "path", "status", "duration_ms", "principal")
 _TRACE_FIELDS = ("trace_id", "span_id")  # set by RequestContextFilter when the record was logged in a span
 
 

@@ -13,6 +13,7 @@ from observability.metrics import REQUEST_METRICS, UNROUTED
 from observability.request_ids import (
     CURRENT_REQUEST,
     RequestInfo,
+    authenticated_principal,
     current_request_id,
     request_id_from,
     routed_operation_id,
@@ -96,7 +97,7 @@ class RequestTelemetry:
             status = status or _CLIENT_GONE  # no answer and no error: the client went away (or was cancelled)
             REQUEST_METRICS.record(operation_id, scope.get("method", "GET"), status, seconds)
             if self.access_log and access_logger.isEnabledFor(logging.INFO):
-                _log_access(scope, request_id, operation_id, status, seconds)
+                _log_access(scope, request_id, operation_id, status, seconds, authenticated_principal(extensions))
             CURRENT_REQUEST.reset(token)
 
 
@@ -115,7 +116,8 @@ def _problem_with_request_id(start: Message, body: bytes, request_id: str) -> tu
     return start, body
 
 
-def _log_access(scope: Scope, request_id: str, operation_id: str, status: int, seconds: float) -> None:
+def _log_access(scope: Scope, request_id: str, operation_id: str, status: int, seconds: float,
+                principal: str | None) -> None:
     milliseconds = round(seconds * 1000, 3)
     path = scope["path"]
     if not path.isprintable():
@@ -126,7 +128,7 @@ def _log_access(scope: Scope, request_id: str, operation_id: str, status: int, s
     record = access_logger.makeRecord(
         access_logger.name, logging.INFO, "", 0, "%s %s %s %.1f ms %s", (method, path, status, milliseconds, operation_id),
         None, extra={"request_id": request_id, "operation_id": operation_id, "method": method, "path": path,
-                     "status": status, "duration_ms": milliseconds},
+                     "status": status, "duration_ms": milliseconds, "principal": principal},
     )
     access_logger.handle(record)
 

@@ -32,6 +32,10 @@ class RootDocsAliases:
         await self.app(scope, receive, send)
 
 
+# The OAuth2 scheme's token URL as the file holds it; the served document names APP_OAUTH_TOKEN_URL instead.
+TOKEN_URL_PLACEHOLDER = "https://issuer.example/oauth2/token"
+
+
 class AuthoredSpec:
     """Serve the OpenAPI document as written at `{base_path}/openapi.json` and `/openapi.yaml`.
 
@@ -39,13 +43,21 @@ class AuthoredSpec:
     keys sorted, so a client generator pointed at the URL names its types after paths rather than
     `Room` or `Problem` (connexion issue #2127, PR #2128 open). Here the YAML is the file itself and
     the JSON the same document with its components, `$ref`s and key order kept. Behind a proxy that
-    sets the ASGI `root_path`, `servers` names the prefixed base path, as Connexion's copy does.
+    sets the ASGI `root_path`, `servers` names the prefixed base path, as Connexion's copy does. With
+    `token_url` (APP_OAUTH_TOKEN_URL), the OAuth2 flow's `tokenUrl` names it instead of the placeholder,
+    so that Swagger UI and generated clients know where to get a token.
     """
 
-    def __init__(self, app: ASGIApp, *, spec_path: Path, base_path: str) -> None:
+    def __init__(self, app: ASGIApp, *, spec_path: Path, base_path: str, token_url: str | None = None) -> None:
         self.app = app
         self.base_path = base_path
         self._yaml_text = spec_path.read_text(encoding="utf-8")
+        if token_url is not None:
+            placeholder = f"tokenUrl: {TOKEN_URL_PLACEHOLDER}\n"
+            if placeholder not in self._yaml_text:
+                raise RuntimeError(f"{spec_path} no longer holds `{placeholder.strip()}` for APP_OAUTH_TOKEN_URL to replace")
+            # A JSON string is a YAML double-quoted scalar: the URL is quoted whatever it holds.
+            self._yaml_text = self._yaml_text.replace(placeholder, f"tokenUrl: {orjson.dumps(token_url).decode()}\n")
         self._document = yaml.load(self._yaml_text, ExtendedSafeLoader)
         self._json = orjson.dumps(self._document, default=str)
         self._routes = {f"{base_path}/openapi.json": self._json_response, f"{base_path}/openapi.yaml": self._yaml_response}

@@ -19,13 +19,30 @@ from types import ModuleType
 import pytest
 import yaml
 
+from settings import Settings
 from tests.conftest import API_KEY
 from tests.support.factories import new_room
+from tests.support.issuer import TestIssuer
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # The generated client is spec-dependent only, so one backend is enough; PostgreSQL is the production one.
 pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[TestIssuer]:
+    """The issuer whose tokens the live server accepts beside the API key."""
+    with TestIssuer() as test_issuer:
+        test_issuer.add_key("k1")
+        yield test_issuer
+
+
+@pytest.fixture
+def settings(database_url: str, issuer: TestIssuer) -> Settings:
+    """The suite's test settings, with the test issuer's bearer tokens accepted too."""
+    return Settings(database_url=database_url, api_keys=frozenset({API_KEY}), validate_responses=True, pool_size=5,
+                    oauth=issuer.settings())
 
 
 def _load_generator() -> ModuleType:
@@ -53,6 +70,10 @@ class GeneratedClient:
     def anonymous(self):
         """A generated Client without any key."""
         return self.package.Client(base_url=self.base_url, raise_on_unexpected_status=True)
+
+    def with_token(self, token: str):
+        """A generated AuthenticatedClient sending `Authorization: Bearer <token>`: its defaults, as the OAuth2 scheme says."""
+        return self.package.AuthenticatedClient(base_url=self.base_url, token=token, raise_on_unexpected_status=True)
 
     def authenticated(self, key: str = API_KEY):
         """A generated AuthenticatedClient sending `key` in X-API-Key (no prefix), as the spec's ApiKeyAuth says."""
@@ -252,3 +273,30 @@ def test_error_paths_are_parsed_problems(gen):
     with gen.authenticated() as client:
         # The url is still free, so neither attempt stored anything.
         assert gen.create_room.sync_detailed(client=client, body=_typed_new_room(gen, url=url)).status_code == 201
+
+
+def test_bearer_tokens_through_the_generated_client(gen, issuer):
+    models = gen.models
+    with gen.with_token(issuer.token(scope="rooms:write")) as client:
+        created = gen.create_room.sync_detailed(client=client, body=_typed_new_room(gen))
+        assert created.status_code == 201 and isinstance(created.parsed, models.Room)
+        room = created.parsed
+        patched = gen.update_room.sync_detailed(room.id, client=client, body=models.RoomPatch(price=720))
+        assert patched.status_code == 200 and patched.parsed.price == 720
+
+    # A valid token without the scope: the documented 403, parsed as a Problem naming the scope.
+    with gen.with_token(issuer.token(scope="items:write")) as narrow:
+        refused = gen.delete_room.sync_detailed(room.id, client=narrow)
+        assert refused.status_code == 403 and isinstance(refused.parsed, models.Problem)
+        assert refused.parsed.required_scopes == ["rooms:write"] and refused.parsed.granted_scopes == ["items:write"]
+        assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+
+    # An expired token: 401, parsed, with the invalid_token challenge; the room is still there.
+    with gen.with_token(issuer.token(lifetime=-300)) as expired:
+        refused = gen.delete_room.sync_detailed(room.id, client=expired)
+        assert refused.status_code == 401 and isinstance(refused.parsed, models.Problem)
+        assert "expired" in refused.parsed.detail and 'error="invalid_token"' in refused.headers["www-authenticate"]
+
+    with gen.with_token(issuer.token(scope="rooms:write")) as client:
+        assert gen.get_room.sync(room.id, client=client).price == 720
+        assert gen.delete_room.sync_detailed(room.id, client=client).status_code == 204

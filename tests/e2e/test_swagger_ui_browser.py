@@ -155,11 +155,13 @@ def _open_operation(page, tag: str, operation_id: str):
 def _authorize(page, key: str) -> None:
     page.click(".scheme-container button.authorize")
     modal = page.locator(".modal-ux")
-    modal.locator(".auth-container input").fill(key)
-    modal.locator("button.modal-btn.authorize").click()
+    # The dialog offers both schemes of the writes; the API key's is the one with its name.
+    api_key = modal.locator(".auth-container", has_text="ApiKeyAuth")
+    api_key.locator("input").fill(key)
+    api_key.locator("button.modal-btn.authorize").click()
     # Once accepted, the modal says "Authorized" and offers to log out; closed, the padlock shows locked.
-    modal.locator(".auth-container h6", has_text="Authorized").wait_for()
-    modal.locator("button.modal-btn", has_text="Logout").wait_for()
+    api_key.locator("h6", has_text="Authorized").wait_for()
+    api_key.locator("button.modal-btn", has_text="Logout").wait_for()
     modal.locator("button.close-modal").click()
     modal.wait_for(state="detached")
     page.locator(".scheme-container button.authorize.locked").wait_for()

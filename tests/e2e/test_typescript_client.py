@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import textwrap
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from app import create_app, dispose_app
 from settings import Settings
 from tests.conftest import API_KEY, LiveServer
+from tests.support.issuer import TestIssuer
 from tests.support.node_tools import GENERATED, require_node, run, run_script, tsc
 
 TYPES = GENERATED / "api.d.ts"
@@ -76,6 +78,32 @@ def test_tsc_fails_on_code_that_misuses_the_generated_types(typed_client):
     failed = tsc("generated/negative/tsconfig.json")
     assert failed.returncode != 0
     assert "mistyped.ts(5," in failed.stdout and "error TS2322: Type 'string' is not assignable to type 'number'" in failed.stdout
+
+
+@pytest.fixture
+def issuer() -> Iterator[TestIssuer]:
+    with TestIssuer() as test_issuer:
+        test_issuer.add_key("k1", "EC")
+        yield test_issuer
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the tokens' path does not depend on it
+def test_the_generated_client_works_with_bearer_tokens(typed_client, settings, issuer, engine):
+    application = create_app(dataclasses.replace(settings, oauth=issuer.settings()))
+    try:
+        with LiveServer(application) as server:
+            code, summary, stderr = run_script(
+                "src/client/bearer.ts", ROOMS_URL=server.url, ROOMS_TOKEN=issuer.token(scope="rooms:write"),
+                ROOMS_TOKEN_WITHOUT_SCOPE=issuer.token(scope="items:write"), ROOMS_TOKEN_EXPIRED=issuer.token(lifetime=-300))
+    finally:
+        dispose_app(application)
+    assert summary["failures"] == [] and code == 0, stderr
+    assert summary["statuses"] == {"create": 201, "read": 200, "without_scope": 403, "expired": 401, "delete": 204}
+    assert summary["checks"] >= 9
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM rooms")).scalar_one() == 0
+        # Created and deleted: two events, and nothing from the refused requests.
+        assert connection.execute(sa.text("SELECT count(*) FROM events")).scalar_one() == 2
 
 
 def test_the_generated_client_runs_the_room_scenario_against_the_live_service(typed_client, live_server, client,

@@ -168,7 +168,7 @@ def test_tracing_off_adds_nothing_to_the_stack_and_records_no_context(client, ap
     assert event["traceparent"] is None and event["tracestate"] is None
     outermost = middleware_stack(settings, app.metrics)[0]
     assert outermost.func.__name__ == "RequestTelemetry"
-    traced_stack = middleware_stack(settings, app.metrics, CapturedSpans().tracing, {})
+    traced_stack = middleware_stack(settings, app.metrics, tracing=CapturedSpans().tracing)
     assert [getattr(m, "func", m) for m in traced_stack[:3]] == [OpenTelemetryMiddleware, ServerSpanNaming, outermost.func]
     assert isinstance(traced_stack[0], partial)
 

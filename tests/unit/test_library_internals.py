@@ -5,6 +5,7 @@ The others are guarded where the behaviour they serve is tested; the document na
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from functools import partial
@@ -13,15 +14,18 @@ from pathlib import Path
 import fastavro
 import orjson
 import pytest
+from connexion.exceptions import OAuthScopeProblem
 from connexion.middleware.exceptions import ExceptionMiddleware
 from connexion.middleware.main import ConnexionMiddleware
 from connexion.middleware.response_validation import ResponseValidationMiddleware
+from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from starlette.requests import Request
 
 import app as app_module
 from contract.avro import SCHEMAS_DIR, expanded_schema
 from settings import Settings
+from web.security import scope_refused
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,6 +47,15 @@ def test_the_middleware_stack_is_connexions_default_list_with_ours_in_place(vali
     assert [m for m in stack if m in ConnexionMiddleware.default_middlewares] == defaults
     assert stack[:3] == [app_module.RequestTelemetry, app_module.MetricsEndpoint, app_module.NoProtocolUpgrades]
     assert stack[stack.index(SwaggerUIMiddleware) - 1] is app_module.AuthoredAsyncApi
+
+
+def test_cors_when_configured_sits_in_front_of_connexions_stack_inside_the_telemetry():
+    # In front of routing and security, so preflights are answered before them (web/cors.py); inside the
+    # telemetry, so preflights get a request id and are counted.
+    stack = [_unwrapped(m) for m in app_module.middleware_stack(Settings(cors_origins=("https://a.example",)), _NoMetrics())]
+    assert stack[:4] == [app_module.RequestTelemetry, app_module.MetricsEndpoint, app_module.NoProtocolUpgrades, app_module.Cors]
+    assert stack.index(app_module.Cors) < stack.index(ServerErrorMiddleware)
+    assert app_module.Cors not in [_unwrapped(m) for m in app_module.middleware_stack(Settings(), _NoMetrics())]
 
 
 def test_a_middleware_the_stack_is_placed_against_going_missing_stops_the_start(monkeypatch):
@@ -67,6 +80,17 @@ def test_connexions_common_error_handler_answers_a_500_problem():
     response = ExceptionMiddleware.common_error_handler(request, RuntimeError("a fault"))
     assert response.status_code == 500
     assert response.content_type == "application/problem+json"
+
+
+def test_connexions_own_scope_refusal_gets_the_insufficient_scope_challenge():
+    # web/security.py refuses a missing scope itself; should Connexion's check (OAuthSecurityHandler.check_oauth_func)
+    # refuse first, its OAuthScopeProblem's `required_scopes` and `token_scopes` still make a 403 with the challenge.
+    error = OAuthScopeProblem(token_scopes="items:write", required_scopes=["rooms:write"])
+    response = asyncio.run(scope_refused(None, error))
+    assert response.status_code == 403
+    assert response.headers["WWW-Authenticate"].startswith('Bearer realm="rooms", error="insufficient_scope"')
+    assert 'scope="rooms:write"' in response.headers["WWW-Authenticate"]
+    assert orjson.loads(response.body)["granted_scopes"] == ["items:write"]
 
 
 def test_settings_stay_a_plain_dataclass():

@@ -56,7 +56,7 @@ def test_every_error_response_is_a_problem_and_the_expected_ones_are_listed(path
             assert list(response["content"]) == ["application/problem+json"], status
             assert response["content"]["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
     if operation.get("security"):
-        assert "401" in statuses
+        assert {"401", "403"} <= statuses
     if "requestBody" in operation:
         assert {"400", "413", "415"} <= statuses
         for media_type, media in operation["requestBody"]["content"].items():
@@ -66,12 +66,29 @@ def test_every_error_response_is_a_problem_and_the_expected_ones_are_listed(path
         assert {"400", "404"} <= statuses
 
 
+WRITE_SCOPES = {"api.rooms": "rooms:write", "api.items": "items:write", "api.questions": "questions:write"}
+
+
 @pytest.mark.parametrize("path, method, operation", OPERATIONS, ids=IDS)
-def test_writes_need_the_api_key_and_reads_are_public(path, method, operation):
+def test_writes_need_an_api_key_or_a_token_with_the_resources_write_scope_and_reads_are_public(path, method, operation):
     if method == "get":
         assert not operation.get("security", SPEC.get("security"))
     else:
-        assert operation["security"] == [{"ApiKeyAuth": []}]
+        # Two alternatives (either one will do), not one requirement naming both (which would need both).
+        scope = WRITE_SCOPES[operation["x-openapi-router-controller"]]
+        assert operation["security"] == [{"ApiKeyAuth": []}, {"OAuth2": [scope]}]
+
+
+def test_every_write_scope_is_declared_by_the_oauth2_scheme_and_used():
+    flows = SPEC["components"]["securitySchemes"]["OAuth2"]["flows"]
+    assert list(flows) == ["clientCredentials"]
+    assert set(flows["clientCredentials"]["scopes"]) == set(WRITE_SCOPES.values())
+
+
+def test_401_and_403_document_their_www_authenticate_challenge():
+    for name in ("Unauthorized", "Forbidden"):
+        header = SPEC["components"]["responses"][name]["headers"]["WWW-Authenticate"]
+        assert header["required"] is True and header["schema"] == {"type": "string"}
 
 
 # Problem documents may carry extension members; NewQuestion keeps the original service's
