@@ -20,8 +20,9 @@ path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 case "$name" in
   python-base)
-    # passwd: the Dockerfile's useradd, as on python:3.11-slim-bookworm.
-    mmdebstrap "${slim[@]}" --include=python3,python3-venv,ca-certificates,passwd bookworm - \
+    # passwd: the Dockerfile's useradd; apt: its builder stage installs binutils (strip); both as on
+    # python:3.11-slim-bookworm.
+    mmdebstrap "${slim[@]}" --include=python3,python3-venv,ca-certificates,passwd,apt bookworm - \
       | podman import --change "ENV=PATH=$path" --change 'ENV=LANG=C.UTF-8' --change 'CMD=["python3"]' - "$tag"
     ;;
   postgres)

@@ -192,7 +192,7 @@ def test_the_image_carries_its_metadata_and_stays_small(rooms_image, python_base
     assert config["Config"]["Entrypoint"] == ["rooms-entrypoint"] and config["Config"]["Cmd"] == ["serve"]
     base_size = orjson.loads(podman("image", "inspect", python_base_image).stdout)[0]["Size"]
     added = config["Size"] - base_size
-    # Measured: about 108 MB on top of the base (the virtualenv; bench/RESULTS.md). A guard against bloat.
+    # Measured: about 100 MB on top of the base (the virtualenv, stripped; bench/RESULTS.md). A guard against bloat.
     assert added < 130_000_000, f"the image adds {added / 1e6:.0f} MB to its base"
 
 
