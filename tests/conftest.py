@@ -190,3 +190,4 @@ def pytest_runtest_makereport(item, call):
 
 # The container tests' images (tests/e2e/test_container_image.py, tests/e2e/test_compose.py): built once per input change.
 from tests.support.containers import postgres_image, python_base_image, rabbitmq_image, rooms_image  # noqa: E402, F401
+from tests.support.issuer import issuer  # noqa: E402, F401

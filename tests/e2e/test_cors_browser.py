@@ -23,7 +23,6 @@ from app import create_app, dispose_app
 from tests.conftest import API_KEY, LiveServer
 from tests.e2e.test_swagger_ui_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
 from tests.support.factories import new_room
-from tests.support.issuer import TestIssuer
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -113,13 +112,6 @@ def origins() -> Iterator[tuple[PageServer, PageServer]]:
     """The allowed page origin and one that is not allowed."""
     with PageServer() as allowed, PageServer() as other:
         yield allowed, other
-
-
-@pytest.fixture
-def issuer() -> Iterator[TestIssuer]:
-    with TestIssuer() as test_issuer:
-        test_issuer.add_key("k1")
-        yield test_issuer
 
 
 @pytest.fixture

@@ -44,14 +44,6 @@ SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-def issuer() -> Iterator[TestIssuer]:
-    """A fresh issuer with one RSA key `k1`, published."""
-    with TestIssuer() as test_issuer:
-        test_issuer.add_key("k1")
-        yield test_issuer
-
-
-@pytest.fixture
 def token_app(settings, issuer):
     """The app accepting the issuer's tokens (JWKS by URL) beside the test API key."""
     application = create_app(dataclasses.replace(settings, oauth=issuer.settings()))

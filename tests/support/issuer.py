@@ -14,9 +14,11 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
@@ -145,3 +147,11 @@ class TestIssuer:
                   "jwks_timeout_seconds": 5}
         values.update(overrides)
         return OAuthSettings(**values)
+
+
+@pytest.fixture
+def issuer() -> Iterator[TestIssuer]:
+    """A fresh issuer with one RSA key `k1`, published."""
+    with TestIssuer() as test_issuer:
+        test_issuer.add_key("k1")
+        yield test_issuer
