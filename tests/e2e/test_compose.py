@@ -19,11 +19,11 @@ import httpx
 import orjson
 import pytest
 
-from tests.integration.test_rabbitmq_broker import connect, drain
 from tests.integration.test_relay import decode
 from tests.support.containers import PROJECT_ROOT, podman, podman_environment, wait_until_ready
 from tests.support.factories import new_room
 from tests.support.postgres import free_port
+from tests.support.rabbitmq import connect, declare_consumer_queue, drain
 
 COMPOSE = [str(Path(sys.executable).parent / "podman-compose")]
 API_KEY = "compose-test-key"
@@ -121,10 +121,7 @@ def test_compose_up_serves_stores_and_relays_then_down_removes_everything(stack)
     # when it first publishes), then a room through the service, read back and relayed.
     queue = f"compose-consumer.{uuid.uuid4().hex[:8]}"
     with connect(stack.amqp_url) as connection:
-        channel = connection.channel()
-        channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
-        channel.queue_declare(queue, durable=True)
-        channel.queue_bind(queue, EXCHANGE, routing_key="#")
+        declare_consumer_queue(connection.channel(), EXCHANGE, queue)
     created = httpx.post(f"{stack.url}/v1/rooms", json=new_room(), headers={"X-API-Key": API_KEY}, timeout=10)
     assert created.status_code == 201, created.text
     read = httpx.get(f"{stack.url}/v1/rooms/{created.json()['id']}", timeout=10)

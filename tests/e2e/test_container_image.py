@@ -19,11 +19,11 @@ import sqlalchemy as sa
 
 from providers.database import migration_heads
 from tests.conftest import API_KEY
-from tests.integration.test_rabbitmq_broker import connect, drain
 from tests.integration.test_relay import decode
 from tests.support.containers import PROJECT_ROOT, git_revision, podman, project_version, wait_until_ready
 from tests.support.factories import new_room
 from tests.support.postgres import free_port, scratch_database
+from tests.support.rabbitmq import connect, declare_consumer_queue, drain
 
 APP_USER_ID = "10001"
 GRACEFUL_SECONDS = 20  # the image's default APP_GRACEFUL_SHUTDOWN_SECONDS
@@ -88,10 +88,7 @@ def test_the_image_migrates_serves_and_relays_as_a_non_root_user_on_a_read_only_
     # A consumer's queue, bound before anything is published.
     exchange, queue = f"rooms.events.image-{uuid.uuid4().hex[:8]}", f"image-consumer.{uuid.uuid4().hex[:8]}"
     with connect(rabbitmq_url) as connection:
-        channel = connection.channel()
-        channel.exchange_declare(exchange, exchange_type="topic", durable=True)
-        channel.queue_declare(queue, durable=True)
-        channel.queue_bind(queue, exchange, routing_key="#")
+        declare_consumer_queue(connection.channel(), exchange, queue)
 
     # serve: two workers, /tmp the only writable place (the workers' Prometheus files).
     port = free_port()

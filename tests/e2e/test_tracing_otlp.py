@@ -11,9 +11,9 @@ import uuid
 import httpx
 
 from tests.conftest import API_KEY
-from tests.integration.test_rabbitmq_broker import connect, drain
 from tests.support.factories import new_room
 from tests.support.otlp import OtlpReceiver
+from tests.support.rabbitmq import connect, declare_consumer_queue, drain
 from tests.support.serve_process import PROJECT_ROOT, ServeProcess
 from tests.support.tracing import TRACEPARENT, caller_context
 
@@ -49,9 +49,7 @@ def test_serve_and_the_relay_export_one_trace_of_a_create_over_otlp_http(tmp_pat
         # The relay, its own process with its own provider, continues the trace from the stored context.
         with connect(rabbitmq_url) as connection:
             channel = connection.channel()
-            channel.exchange_declare(exchange, exchange_type="topic", durable=True)
-            channel.queue_declare(queue, auto_delete=True)
-            channel.queue_bind(queue, exchange, routing_key="#")
+            declare_consumer_queue(channel, exchange, queue, durable=False)
             relay = subprocess.Popen(
                 [sys.executable, "relay.py"], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 env={**served.environment, "AMQP_URL": rabbitmq_url, "RELAY_EXCHANGE": exchange, "OTEL_SERVICE_NAME": "",

@@ -31,10 +31,10 @@ from contract.avro import SINGLE_OBJECT_MARKER, AvroSchemas, crc64_fingerprint
 from contract.spec import ASYNCAPI_PATH, load_spec
 from relay import Relay
 from settings import Settings
-from tests.integration.test_rabbitmq_broker import connect
 from tests.integration.test_relay import publish_everything, relay_settings, run_in_thread, unpublished, wait_until
 from tests.support.entity_check import EntityCheckingClient
 from tests.support.factories import MERGE_PATCH, new_room
+from tests.support.rabbitmq import connect
 from tests.support.tracing import CapturedSpans
 
 PROJECT_ROOT = ASYNCAPI_PATH.parent.parent

@@ -8,42 +8,9 @@ import pika
 import pika.exceptions
 import pytest
 
-from tests.support.rabbitmq import ThrowawayRabbitMQ
+from tests.support.rabbitmq import ThrowawayRabbitMQ, connect, declare_consumer_queue, drain, unique
 
 PERSISTENT = pika.DeliveryMode.Persistent.value  # 2; received properties carry the plain int
-
-
-def connect(url: str) -> pika.BlockingConnection:
-    """A blocking connection that fails instead of hanging if the broker blocks publishers (resource alarm)."""
-    parameters = pika.URLParameters(url)
-    parameters.blocked_connection_timeout = 30
-    parameters.socket_timeout = 10
-    return pika.BlockingConnection(parameters)
-
-
-def unique(prefix: str) -> str:
-    """A name no other test uses on the shared broker."""
-    return f"{prefix}.{uuid.uuid4().hex[:12]}"
-
-
-def drain(channel, queue: str, count: int, timeout: float = 10.0) -> list[tuple[pika.BasicProperties, bytes]]:
-    """Consume and ack `count` messages from `queue`, failing if they do not arrive within `timeout` seconds each."""
-    received = []
-    for method, properties, body in channel.consume(queue, inactivity_timeout=timeout):
-        assert method is not None, f"only {len(received)} of {count} messages arrived from {queue}"
-        channel.basic_ack(method.delivery_tag)
-        received.append((properties, body))
-        if len(received) == count:
-            break
-    channel.cancel()
-    return received
-
-
-def declare_topology(channel, exchange: str, queue: str, pattern: str) -> None:
-    """A durable topic exchange and a durable queue bound to it with `pattern`."""
-    channel.exchange_declare(exchange, exchange_type="topic", durable=True)
-    channel.queue_declare(queue, durable=True)
-    channel.queue_bind(queue, exchange, routing_key=pattern)
 
 
 def test_topic_routing_with_publisher_confirms(rabbitmq_url: str) -> None:
@@ -52,7 +19,7 @@ def test_topic_routing_with_publisher_confirms(rabbitmq_url: str) -> None:
     try:
         channel = connection.channel()
         channel.confirm_delivery()
-        declare_topology(channel, exchange, queue, "rooms.*.created")
+        declare_consumer_queue(channel, exchange, queue, "rooms.*.created")
 
         message_id = str(uuid.uuid4())
         body = b'{"room_id": 42}'
@@ -84,7 +51,7 @@ def test_persistent_messages_survive_a_broker_restart(rabbitmq_broker: Throwaway
     connection = connect(url)
     channel = connection.channel()
     channel.confirm_delivery()
-    declare_topology(channel, exchange, queue, "rooms.#")
+    declare_consumer_queue(channel, exchange, queue, "rooms.#")
     for message_id, body in sent.items():
         channel.basic_publish(
             exchange, "rooms.eu.updated", body,

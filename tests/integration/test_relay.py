@@ -22,8 +22,8 @@ from contract.avro import SINGLE_OBJECT_MARKER, AvroSchemas
 from providers.database import make_engine
 from relay import AmqpPublisher, Relay, publish_pending
 from settings import Settings
-from tests.integration.test_rabbitmq_broker import connect, drain
 from tests.support.factories import new_room
+from tests.support.rabbitmq import connect, declare_consumer_queue, drain
 
 SCHEMAS = AvroSchemas()
 EVENT = SCHEMAS.get("roomservice.Event")
@@ -39,10 +39,7 @@ def queue(rabbitmq_url: str, exchange: str) -> Iterator[str]:
     """A durable queue bound to every event type on this test's exchange."""
     name = f"consumer.{uuid.uuid4().hex[:8]}"
     with connect(rabbitmq_url) as connection:
-        channel = connection.channel()
-        channel.exchange_declare(exchange, exchange_type="topic", durable=True)
-        channel.queue_declare(name, durable=True)
-        channel.queue_bind(name, exchange, routing_key="#")
+        declare_consumer_queue(connection.channel(), exchange, name)
     yield name
 
 

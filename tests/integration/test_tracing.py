@@ -26,9 +26,9 @@ from observability.logs import RequestContextFilter, logging_config
 from observability.tracing import ServerSpanNaming
 from providers.database import make_engine
 from relay import AmqpPublisher, publish_pending
-from tests.integration.test_rabbitmq_broker import connect, drain
 from tests.support.entity_check import EntityCheckingClient
 from tests.support.factories import MERGE_PATCH, new_room
+from tests.support.rabbitmq import connect, declare_consumer_queue, drain
 from tests.support.tracing import TRACEPARENT, CapturedSpans, caller_context, span_id, trace_id, traceparent_of
 
 SCHEMAS = AvroSchemas()
@@ -184,10 +184,7 @@ def exchange() -> str:
 def queue(rabbitmq_url: str, exchange: str) -> Iterator[str]:
     name = f"trace.{uuid.uuid4().hex[:8]}"
     with connect(rabbitmq_url) as connection:
-        channel = connection.channel()
-        channel.exchange_declare(exchange, exchange_type="topic", durable=True)
-        channel.queue_declare(name, exclusive=False, auto_delete=True)
-        channel.queue_bind(name, exchange, routing_key="#")
+        declare_consumer_queue(connection.channel(), exchange, name, durable=False)
         yield name
 
 

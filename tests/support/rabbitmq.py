@@ -9,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pika
@@ -163,3 +164,36 @@ class ThrowawayRabbitMQ:
         finally:
             self._stop_epmd()
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def connect(url: str) -> pika.BlockingConnection:
+    """A blocking connection that fails instead of hanging if the broker blocks publishers (resource alarm)."""
+    parameters = pika.URLParameters(url)
+    parameters.blocked_connection_timeout = 30
+    parameters.socket_timeout = 10
+    return pika.BlockingConnection(parameters)
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses on the shared broker."""
+    return f"{prefix}.{uuid.uuid4().hex[:12]}"
+
+
+def declare_consumer_queue(channel, exchange: str, queue: str, pattern: str = "#", *, durable: bool = True) -> None:
+    """Declare the relay's topic exchange as the relay does, and `queue` bound to it with `pattern` (every event type by default)."""
+    channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+    channel.queue_declare(queue, durable=durable, auto_delete=not durable)
+    channel.queue_bind(queue, exchange, routing_key=pattern)
+
+
+def drain(channel, queue: str, count: int, timeout: float = 10.0) -> list[tuple[pika.BasicProperties, bytes]]:
+    """Consume and ack `count` messages from `queue`, failing if they do not arrive within `timeout` seconds each."""
+    received = []
+    for method, properties, body in channel.consume(queue, inactivity_timeout=timeout):
+        assert method is not None, f"only {len(received)} of {count} messages arrived from {queue}"
+        channel.basic_ack(method.delivery_tag)
+        received.append((properties, body))
+        if len(received) == count:
+            break
+    channel.cancel()
+    return received
