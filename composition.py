@@ -102,7 +102,9 @@ class SqlProvidersModule(Module):
         outbox: Factory[Outbox] = Factory(lambda injector: SqlOutbox(injector.get(RequestTransaction).connection, injector.get(AvroSchemas),
                                                                     trace_context))
         binder.bind(Outbox, to=outbox, scope=request)
-        binder.bind(RoomsProvider, to=on_transaction(SqlRoomsProvider), scope=request)
+        rooms: Factory[RoomsProvider] = Factory(lambda injector: SqlRoomsProvider(
+            injector.get(RequestTransaction).connection, injector.get(Outbox), max_page_bytes=injector.get(Settings).max_page_bytes))
+        binder.bind(RoomsProvider, to=rooms, scope=request)
         binder.bind(ItemsProvider, to=on_transaction(SqlItemsProvider), scope=request)
         binder.bind(QuestionsProvider, to=on_transaction(SqlQuestionsProvider), scope=request)
         idempotency_store: Factory[IdempotencyStore] = Factory(lambda injector: SqlIdempotencyStore(injector.get(RequestTransaction).connection))
@@ -110,8 +112,8 @@ class SqlProvidersModule(Module):
 
     @singleton
     @provider
-    def event_feed(self, engine: Engine, stopping: Stopping) -> EventFeed:
-        return SqlEventFeed(engine, stopping)
+    def event_feed(self, engine: Engine, stopping: Stopping, settings: Settings) -> EventFeed:
+        return SqlEventFeed(engine, stopping, max_page_bytes=settings.max_page_bytes)
 
 
 class AvailabilityModule(Module):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+from providers.paging import DEFAULT_MAX_PAGE_BYTES
 from rest.bearer_tokens import ASYMMETRIC_ALGORITHMS, key_set_from_pem
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -58,6 +59,7 @@ class Settings:
     max_json_depth: int = 32
     max_json_values: int = 10_000
     max_problem_errors: int = 100
+    max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
     validate_responses: bool = False
     speedups: bool = True
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -101,6 +103,7 @@ class Settings:
             max_json_depth=_int(environ, "APP_MAX_JSON_DEPTH", cls.max_json_depth, minimum=2),
             max_json_values=_int(environ, "APP_MAX_JSON_VALUES", cls.max_json_values, minimum=100),
             max_problem_errors=_int(environ, "APP_MAX_PROBLEM_ERRORS", cls.max_problem_errors, minimum=1),
+            max_page_bytes=_int(environ, "APP_MAX_PAGE_BYTES", cls.max_page_bytes, minimum=1024),
             validate_responses=_bool(environ, "APP_VALIDATE_RESPONSES", cls.validate_responses),
             speedups=_bool(environ, "APP_SPEEDUPS", cls.speedups),
             workers=_int(environ, "APP_WORKERS", os.cpu_count() or 1, minimum=1),

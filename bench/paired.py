@@ -75,6 +75,30 @@ def rows_read_by_name() -> Iterator[None]:
         yield
 
 
+_READ_WHOLE_SEARCHES: dict[tuple, object] = {}
+
+
+@contextlib.contextmanager
+def pages_unbounded_in_bytes() -> Iterator[None]:
+    """A search's rows read whole, as before APP_MAX_PAGE_BYTES: no stored size, no large fields held back."""
+    import sqlalchemy as sa
+
+    import providers.sql_rooms as rooms
+
+    build = rooms._search_statement.__wrapped__
+    read_whole = sa.select(*rooms.COLUMNS, sa.literal(0))  # a size of 0: no room is large, the page is never cut
+
+    def search_statement(*shape):
+        # Built once per shape over the whole run, as the service's own statements are (lru_cache).
+        if shape not in _READ_WHOLE_SEARCHES:
+            with _replaced(rooms, "SELECT_ROOMS", read_whole):
+                _READ_WHOLE_SEARCHES[shape] = build(*shape)
+        return _READ_WHOLE_SEARCHES[shape]
+
+    with _replaced(rooms, "_search_statement", search_statement):
+        yield
+
+
 @contextlib.contextmanager
 def no_telemetry() -> Iterator[None]:
     """No request ids, request metrics, access log, /metrics or pool gauges: the RequestTelemetry and MetricsEndpoint
@@ -201,6 +225,7 @@ VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "stdlib_json_columns": stdlib_json_columns,
     "rows_read_by_name": rows_read_by_name,
     "no_telemetry": no_telemetry,
+    "pages_unbounded_in_bytes": pages_unbounded_in_bytes,
     "unbounded_avro_decoding": unbounded_avro_decoding,
     "avro_decoded_in_a_thread": avro_decoded_in_a_thread,
     "no_trace_ids_in_logs": no_trace_ids_in_logs,

@@ -66,4 +66,4 @@ class EventFeed(abc.ABC):
 
     @abc.abstractmethod
     def read(self, after: int, limit: int, types: Sequence[str] | None = None, wait_seconds: float = 0) -> list[Event]:
-        """Return up to `limit` events past `after`; with `wait_seconds`, wait that long for the first one."""
+        """Return up to `limit` events past `after` (fewer once they reach a page's size); with `wait_seconds`, wait that long for the first one."""

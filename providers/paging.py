@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -57,9 +57,30 @@ def bad_cursor(message: str) -> InvalidInput:
     return InvalidInput(message, [FieldError("query.cursor", message)])
 
 
-def page_of(rows: list[T], limit: int, cursor_after: Callable[[T], str]) -> Page[T]:
-    """Cut `limit + 1` sorted rows into a page, with the cursor after its last row when more follow."""
-    if len(rows) <= limit:
+DEFAULT_MAX_PAGE_BYTES = 1024 * 1024
+"""A page stops at the entity that takes its stored size to this (APP_MAX_PAGE_BYTES); `limit` alone does not
+bound an answer, since one valid room can store about 800 KB."""
+
+
+def page_of(rows: list[T], limit: int, cursor_after: Callable[[T], str], *, cut_short: bool = False) -> Page[T]:
+    """Cut `limit + 1` sorted rows into a page, with the cursor after its last row when more follow.
+
+    `cut_short` says the rows stop early because of their size (more follow even if there are
+    `limit` or fewer)."""
+    if len(rows) <= limit and not cut_short:
         return Page(rows, None)
     page = rows[:limit]
     return Page(page, cursor_after(page[-1]))
+
+
+def within_bytes(rows: Sequence[T], sizes: Sequence[int], max_bytes: int) -> tuple[list[T], bool]:
+    """Keep the leading rows while the sizes before each add up to less than `max_bytes` (always the first).
+
+    Returns the rows kept and whether any were left out."""
+    kept, total = 0, 0
+    for size in sizes:
+        if kept and total >= max_bytes:
+            break
+        total += size
+        kept += 1
+    return list(rows[:kept]), kept < len(rows)

@@ -139,10 +139,10 @@ class RoomQuery:
 RoomPage = Page[Room]
 
 
-def page_from(rows: list[Room], query: RoomQuery) -> RoomPage:
-    """Cut `limit + 1` sorted rows into a page and the cursor after it."""
+def page_from(rows: list[Room], query: RoomQuery, *, cut_short: bool = False) -> RoomPage:
+    """Cut `limit + 1` sorted rows (fewer if `cut_short` by their size) into a page and the cursor after it."""
     field, _ = SORT_ORDERS[query.sort]
-    return page_of(rows, query.limit, lambda last: Cursor(query.sort, last[field], last["id"]).encode())
+    return page_of(rows, query.limit, lambda last: Cursor(query.sort, last[field], last["id"]).encode(), cut_short=cut_short)
 
 
 def writable_fields(room: Mapping[str, Any]) -> Room:

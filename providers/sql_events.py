@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Uuid,
     event,
+    func,
     insert,
     select,
     text,
@@ -30,6 +31,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from contract.avro import AvroSchemas
 from providers.database import Base, ConnectionSource, OnConnection
 from providers.events import Event, EventFeed, Outbox, TraceContextSource
+from providers.paging import DEFAULT_MAX_PAGE_BYTES
+from providers.sql_paging import bounded_in_bytes
 
 OUTBOX_LOCK_KEY = 0x726F6F6D73  # "rooms": the advisory lock that orders writers' events on PostgreSQL
 RELAY_LOCK_KEY = 0x72656C6179  # "relay": held by the one relay that publishes at a time
@@ -70,6 +73,8 @@ COLUMNS = (
     EventRow.event_id, EventRow.type, EventRow.subject, EventRow.key, EventRow.occurred_at,
     EventRow.position, EventRow.entity, EventRow.entity_fingerprint, EventRow.traceparent, EventRow.tracestate,
 )
+# An event's stored size for a page's bound: its entity and about what its other columns take.
+EVENT_BYTES = func.coalesce(func.length(EventRow.entity), 0) + 256
 # Built once: a write already runs three statements, and building each anew showed in its profile.
 LOCK_OUTBOX = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=OUTBOX_LOCK_KEY)
 APPEND_EVENT = insert(EventRow)
@@ -146,10 +151,13 @@ class SqlEventFeed(EventFeed):
 
     A long poll ends early, answering what it has (nothing new), once `stopping` is set: a graceful
     shutdown finishes the requests in flight, and a poll of up to 30 s would otherwise outlast it.
+    A read also stops at the event that takes the stored size of what it read to `max_page_bytes`.
     """
 
-    def __init__(self, engine: Engine, stopping: threading.Event | None = None) -> None:
+    def __init__(self, engine: Engine, stopping: threading.Event | None = None, *,
+                 max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> None:
         self._engine = engine
+        self._max_page_bytes = max_page_bytes
         self._waiters = threading.BoundedSemaphore(MAX_WAITERS)
         self._stopping = stopping if stopping is not None else threading.Event()
 
@@ -173,8 +181,9 @@ class SqlEventFeed(EventFeed):
         statement = select(*COLUMNS).where(EventRow.position > after)
         if types:
             statement = statement.where(EventRow.type.in_(types))
+        statement = bounded_in_bytes(statement.order_by(EventRow.position).limit(limit), (EventRow.position,), EVENT_BYTES)
         with self._engine.connect() as connection:
-            rows = connection.execute(statement.order_by(EventRow.position).limit(limit)).all()
+            rows = connection.execute(statement, {"max_page_bytes": self._max_page_bytes}).all()
         return [event_from_row(row) for row in rows]
 
 

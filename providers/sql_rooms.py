@@ -23,11 +23,14 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     bindparam,
+    case,
     delete,
     func,
+    null,
     select,
     text,
     tuple_,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import sqlite
@@ -37,6 +40,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from contract.errors import Conflict, NotFound
 from providers.database import Base, ConnectionSource, OnConnection
 from providers.events import Outbox
+from providers.paging import DEFAULT_MAX_PAGE_BYTES, within_bytes
 from providers.rooms import (
     SORT_ORDERS,
     Room,
@@ -48,6 +52,8 @@ from providers.rooms import (
 )
 
 ROOM_SCHEMA = "roomservice.Room"
+MAX_SEARCH_LIMIT = 100  # the spec's maximum `limit` of a search
+ROOM_OVERHEAD_BYTES = 512  # about what a room's fields other than the long ones take in an answer
 
 
 class RoomRow(Base):
@@ -76,6 +82,9 @@ class RoomRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # What the long fields (url, description, image URLs) take, in characters: bounds a page (search) before
+    # reading them. Not part of the entity; 0 from writers that predate it (migration 0006).
+    stored_bytes: Mapped[int] = mapped_column(Integer, server_default="0")
 
     __table_args__ = (
         UniqueConstraint("url", name="uq_rooms_url"),
@@ -88,23 +97,33 @@ class RoomRow(Base):
     )
 
 
-COLUMNS = tuple(RoomRow.__table__.columns)
+COLUMNS = tuple(column for column in RoomRow.__table__.columns if column.name != "stored_bytes")
+"""The columns a room is read from (room_from_row), in that order."""
+LARGE = RoomRow.stored_bytes > bindparam("large_room_bytes", type_=Integer)
 # Built once: constructing a select is a measurable share of a simple read (bench/RESULTS.md).
 GET_ROOM = select(*COLUMNS).where(RoomRow.id == bindparam("room_id"))
 GET_ROOM_FOR_UPDATE = GET_ROOM.with_for_update()
-SELECT_ROOMS = select(*COLUMNS)
+GET_ROOMS = select(*COLUMNS).where(RoomRow.id.in_(bindparam("room_ids", expanding=True)))
+# A search reads a large room's description and images only once it knows the page keeps the room: each
+# row comes with its stored size last, and those two fields null when it is over `large_room_bytes`.
+SELECT_ROOMS = select(
+    *(type_coerce(case((LARGE, null()), else_=column), column.type).label(column.name)
+      if column.name in ("description", "images") else column for column in COLUMNS),
+    RoomRow.stored_bytes,
+)
 
 
 def _insert_room_on_postgresql() -> TextualSelect:
     # SQLAlchemy never caches the compiled form of PostgreSQL's INSERT ... ON CONFLICT (its Insert
     # sets inherit_cache = False), so each POST compiled it again: about a quarter of a create's
     # Python work in bench/. A typed text() statement is compiled once.
-    names = [column.name for column in COLUMNS]
+    written = (*COLUMNS, RoomRow.__table__.c.stored_bytes)
+    names = [column.name for column in written]
     sql = (
         f"INSERT INTO rooms ({', '.join(names)}) VALUES ({', '.join(':' + n for n in names)}) "
-        f"ON CONFLICT (url) DO NOTHING RETURNING {', '.join(names)}"
+        f"ON CONFLICT (url) DO NOTHING RETURNING {', '.join(column.name for column in COLUMNS)}"
     )
-    typed = [bindparam(column.name, type_=column.type) for column in COLUMNS]
+    typed = [bindparam(column.name, type_=column.type) for column in written]
     return text(sql).bindparams(*typed).columns(*COLUMNS)
 
 
@@ -115,6 +134,7 @@ def columns_from_room(room: Room) -> dict[str, Any]:
     """Flatten a room's writable fields into column values (defaults applied)."""
     area = room.get("area")
     area_point = (area or {}).get("coordinates") or {}
+    images = [{"url": image["url"]} for image in room.get("images", [])]
     return {
         "name": room["name"],
         "description": room["description"],
@@ -132,7 +152,8 @@ def columns_from_room(room: Room) -> dict[str, Any]:
         "area_lat": float(area_point["lat"]) if area_point else None,
         "area_lon": float(area_point["lon"]) if area_point else None,
         "is_visible": room.get("is_visible", True),
-        "images": [{"url": image["url"]} for image in room.get("images", [])],
+        "images": images,
+        "stored_bytes": len(room["url"]) + len(room["description"]) + sum(len(image["url"]) + 10 for image in images),
     }
 
 
@@ -182,9 +203,10 @@ def _room_uuid(room_id: str) -> uuid.UUID:
 class SqlRoomsProvider(OnConnection, RoomsProvider):
     """Rooms stored through the request's database connection; the caller owns the transaction."""
 
-    def __init__(self, connect: ConnectionSource, outbox: Outbox) -> None:
+    def __init__(self, connect: ConnectionSource, outbox: Outbox, *, max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> None:
         super().__init__(connect)
         self._outbox = outbox
+        self._max_page_bytes = max_page_bytes
 
     def create(self, new_room: Room) -> StoredRoom:
         now = datetime.now(UTC)
@@ -241,8 +263,23 @@ class SqlRoomsProvider(OnConnection, RoomsProvider):
 
     def search(self, query: RoomQuery) -> RoomPage:
         shape, parameters = _search_shape(query)
+        # A page keeps rooms while what it holds is under max_page_bytes; a room small enough that 101 of
+        # them fit (the largest limit and the row that says more follow) is read whole in the first query.
+        large_room_bytes = self._max_page_bytes // (MAX_SEARCH_LIMIT + 1)
+        parameters["large_room_bytes"] = large_room_bytes
         rows = self._connection.execute(_search_statement(*shape), parameters).all()
-        return page_from([room_from_row(row) for row in rows], query)
+        kept, cut_short = within_bytes(rows, [ROOM_OVERHEAD_BYTES + row[-1] for row in rows], self._max_page_bytes)
+        rooms = [room_from_row(row[:-1]) for row in kept]
+        large = [row[0] for row in kept if row[-1] > large_room_bytes]
+        if large:
+            rooms = self._with_large_rooms_whole(rooms, large)
+        return page_from(rooms, query, cut_short=cut_short)
+
+    def _with_large_rooms_whole(self, rooms: list[Room], large: list[uuid.UUID]) -> list[Room]:
+        # Each large room read again whole, so it is one version of itself; one deleted meanwhile leaves the page.
+        fresh = {str(row[0]): room_from_row(row) for row in self._connection.execute(GET_ROOMS, {"room_ids": large})}
+        wanted = {str(room_id) for room_id in large}
+        return [fresh[room["id"]] if room["id"] in wanted else room for room in rooms if room["id"] not in wanted or room["id"] in fresh]
 
     def _url_conflict(self, url: str) -> Conflict:
         existing = self._connection.scalar(select(RoomRow.id).where(RoomRow.url == url))

@@ -22,7 +22,7 @@ from app import create_app, dispose_app
 from contract.avro import AvroSchemas, to_datum
 from tests.integration.test_rooms_api import assert_problem, count_rooms
 from tests.support.entity_check import EntityCheckingClient
-from tests.support.factories import MERGE_PATCH, new_room
+from tests.support.factories import MERGE_PATCH, large_room, new_room
 
 
 def nested(levels: int, leaf: object = "x") -> object:
@@ -115,6 +115,66 @@ def test_a_body_with_a_hundred_thousand_bad_members_lists_the_first_hundred(sett
         assert "1000 or more validation errors" in problem["detail"] and "first 100 are listed" in problem["detail"]
         assert len(response.content) < 32 * 1024
         assert count_rooms(engine) == 0
+    finally:
+        dispose_app(app)
+
+
+# --- answers bounded in bytes: `limit` counts entities, APP_MAX_PAGE_BYTES bounds what they add up to ---------
+
+
+def test_a_page_of_large_rooms_stops_at_the_byte_bound_and_the_cursor_goes_on(settings, auth):
+    app = create_app(dataclasses.replace(settings, max_page_bytes=64 * 1024))
+    try:
+        client = EntityCheckingClient(app)
+        created = {client.post("/v1/rooms", json=large_room(), headers=auth).json()["id"] for _ in range(7)}
+        client.post("/v1/rooms", json=new_room(), headers=auth)  # small rooms still fill a page to its limit
+        seen, sizes, url = [], [], "/v1/rooms?limit=100&sort=price"
+        while url:
+            page = client.get(url)
+            assert page.status_code == 200
+            sizes.append(len(page.content))
+            seen += [room["id"] for room in page.json()["data"]]
+            cursor = page.json()["next_cursor"]
+            url = f"/v1/rooms?limit=100&sort=price&cursor={cursor}" if cursor else None
+        # Each page holds the rooms that start under 64 KiB (three of about 30 KB), then links to the next.
+        assert [len(seen)] + [len(sizes)] == [8, 3]
+        assert set(seen) >= created and len(set(seen)) == 8
+        assert max(sizes) < 128 * 1024
+    finally:
+        dispose_app(app)
+
+
+def test_the_event_feed_stops_at_the_byte_bound_and_goes_on_from_its_last_position(settings, auth):
+    app = create_app(dataclasses.replace(settings, max_page_bytes=64 * 1024))
+    try:
+        client = EntityCheckingClient(app)
+        for _ in range(7):
+            assert client.post("/v1/rooms", json=large_room(), headers=auth).status_code == 201
+        positions, counts, after = [], [], 0
+        while True:
+            page = client.get(f"/v1/events?after={after}&limit=1000").json()
+            if not page["data"]:
+                break
+            counts.append(len(page["data"]))
+            positions += [event["position"] for event in page["data"]]
+            after = page["last_position"]
+        assert counts == [3, 3, 1]
+        assert positions == sorted(set(positions)) and len(positions) == 7
+        avro = client.get("/v1/events?after=0&limit=1000", headers={"Accept": "application/avro"})
+        assert avro.status_code == 200 and len(avro.content) < 128 * 1024
+    finally:
+        dispose_app(app)
+
+
+def test_the_byte_bound_never_leaves_a_page_empty(settings, auth):
+    app = create_app(dataclasses.replace(settings, max_page_bytes=1024))
+    try:
+        client = EntityCheckingClient(app)
+        first, second = (client.post("/v1/rooms", json=large_room(), headers=auth).json()["id"] for _ in range(2))
+        page = client.get("/v1/rooms?sort=created_at").json()
+        assert [room["id"] for room in page["data"]] == [first] and page["next_cursor"]
+        assert [room["id"] for room in client.get(f"/v1/rooms?cursor={page['next_cursor']}").json()["data"]] == [second]
+        assert len(client.get("/v1/events?after=0&limit=1000").json()["data"]) == 1
     finally:
         dispose_app(app)
 

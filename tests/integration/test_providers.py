@@ -26,7 +26,7 @@ from providers.sql_items import SqlItemsProvider
 from providers.sql_questions import SqlQuestionsProvider
 from providers.sql_rooms import SqlRoomsProvider
 from tests.conftest import fresh_database
-from tests.support.factories import new_room
+from tests.support.factories import large_room, new_room
 
 SCHEMAS = AvroSchemas()
 
@@ -42,6 +42,17 @@ def connection_or_none(request: pytest.FixtureRequest, tmp_path) -> Iterator[sa.
     if request.param == "memory":
         yield None
         return
+    with fresh_database(request, request.param, tmp_path) as url:
+        engine = make_engine(url, pool_size=2)
+        with engine.connect() as connection:
+            yield connection
+            connection.rollback()
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_connection(request: pytest.FixtureRequest, tmp_path) -> Iterator[sa.Connection]:
+    """A connection to a fresh database of each SQL backend."""
     with fresh_database(request, request.param, tmp_path) as url:
         engine = make_engine(url, pool_size=2)
         with engine.connect() as connection:
@@ -246,3 +257,32 @@ def test_purge_deletes_expired_keys_only_and_at_most_the_limit(keys):
     assert keys.purge_expired(T0 + HOUR) == 0
     assert keys.claim(scopes[0], "f", T0 + HOUR, T0 + 2 * HOUR) == CLAIMED
     assert keys.claim(scopes[3], "f", T0 + HOUR, T0 + 2 * HOUR) == Claim(Outcome.REPLAY, ANSWER)
+
+
+def test_a_search_reads_whole_only_the_large_rooms_its_page_keeps(sql_connection):
+    rooms = SqlRoomsProvider(on(sql_connection), SqlOutbox(on(sql_connection), SCHEMAS), max_page_bytes=64 * 1024)
+    large = [rooms.create(large_room()).room["id"] for _ in range(5)]
+    small = rooms.create(new_room()).room["id"]
+    statements: list[tuple[str, object]] = []
+
+    def record(_connection, _cursor, statement, parameters, *_):
+        statements.append((statement, parameters))
+
+    sa.event.listen(sql_connection, "before_cursor_execute", record)
+    page = rooms.search(RoomQuery(limit=100))
+    sa.event.remove(sql_connection, "before_cursor_execute", record)
+
+    # Three rooms of about 30 KB start under 64 KiB; the page ends there and says more follow.
+    assert [room["id"] for room in page.items] == large[:3] and page.next_cursor is not None
+    assert all(room == rooms.get(room["id"]).room for room in page.items)
+    # The search itself held back the large rooms' long fields; only the three kept were then read whole.
+    search, read_whole = statements
+    assert "CASE WHEN" in search[0]
+    assert sorted(str(uuid.UUID(str(value))) for value in _flat_values(read_whole[1])) == sorted(large[:3])
+    rest = rooms.search(RoomQuery(limit=100, after=Cursor.decode(page.next_cursor, "created_at")))
+    assert [room["id"] for room in rest.items] == [*large[3:], small] and rest.next_cursor is None
+
+
+def _flat_values(parameters) -> list:
+    values = parameters.values() if isinstance(parameters, dict) else parameters
+    return [value for value in values if not isinstance(value, int)]

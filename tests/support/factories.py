@@ -27,4 +27,10 @@ def new_room(**overrides: Any) -> dict[str, Any]:
     return {key: value for key, value in room.items() if value is not None}
 
 
+def large_room(**overrides: Any) -> dict[str, Any]:
+    """A valid room that stores about 30 KB (the spec allows about 800 KB: 100 image URLs of 2,048 characters)."""
+    images = [{"url": "https://example.com/" + "i" * 1_980} for _ in range(10)]
+    return new_room(description="d" * 10_000, images=images, **overrides)
+
+
 MERGE_PATCH = "application/merge-patch+json"
