@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import logging.config
 import os
@@ -56,9 +57,15 @@ def main() -> int:
             port=settings.port,
             workers=settings.workers,
             loop="uvloop",
-            # httptools with the request head bounded (APP_MAX_HEADER_BYTES, through uvicorn's own setting for h11)
-            # and problem documents for requests it cannot parse.
-            http=BoundedHttpToolsProtocol,
+            # httptools with the request head bounded (APP_MAX_HEADER_BYTES, through uvicorn's own setting for h11),
+            # the time to read a request bounded (APP_REQUEST_HEAD/BODY_TIMEOUT_SECONDS; uvicorn calls the class
+            # with keyword arguments only, and a partial of it reaches spawned workers by pickle) and problem
+            # documents for requests it cannot parse.
+            http=functools.partial(  # type: ignore[arg-type]
+                BoundedHttpToolsProtocol,
+                head_timeout=settings.request_head_timeout_seconds,
+                body_timeout=settings.request_body_timeout_seconds,
+            ),
             h11_max_incomplete_event_size=settings.max_header_bytes,
             # The service speaks no WebSocket: upgrade requests reach the app as plain HTTP and get a 400
             # problem (web.framing.NoProtocolUpgrades) rather than a handshake the app cannot finish.

@@ -56,6 +56,9 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     # Hostile and odd input (docs/api.md, Limits on client input): bounds on what a client can make the service walk or list.
     max_header_bytes: int = 64 * 1024
+    # How long a client may take to send a request's head, and may leave its body stalled (web/server_protocol.py).
+    request_head_timeout_seconds: int = 10
+    request_body_timeout_seconds: int = 30
     max_json_depth: int = 32
     max_json_values: int = 10_000
     max_problem_errors: int = 100
@@ -100,6 +103,12 @@ class Settings:
             api_keys=frozenset(k.strip() for k in environ.get("APP_API_KEYS", "").split(",") if k.strip()),
             max_body_bytes=_int(environ, "APP_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1),
             max_header_bytes=_int(environ, "APP_MAX_HEADER_BYTES", cls.max_header_bytes, minimum=1024),
+            request_head_timeout_seconds=_int(
+                environ, "APP_REQUEST_HEAD_TIMEOUT_SECONDS", cls.request_head_timeout_seconds, minimum=1, maximum=3600
+            ),
+            request_body_timeout_seconds=_int(
+                environ, "APP_REQUEST_BODY_TIMEOUT_SECONDS", cls.request_body_timeout_seconds, minimum=1, maximum=3600
+            ),
             max_json_depth=_int(environ, "APP_MAX_JSON_DEPTH", cls.max_json_depth, minimum=2),
             max_json_values=_int(environ, "APP_MAX_JSON_VALUES", cls.max_json_values, minimum=100),
             max_problem_errors=_int(environ, "APP_MAX_PROBLEM_ERRORS", cls.max_problem_errors, minimum=1),

@@ -107,3 +107,14 @@ def test_fault_settings_are_read_from_the_environment_and_checked():
     assert (defaults.db_connect_timeout_seconds, defaults.graceful_shutdown_seconds) == (5, 20)
     with pytest.raises(ConfigurationError, match="APP_RETRY_AFTER_SECONDS"):
         Settings.from_env({"APP_RETRY_AFTER_SECONDS": "0"})
+
+
+def test_request_read_timeouts_are_read_from_the_environment_and_bounded():
+    settings = Settings.from_env({"APP_REQUEST_HEAD_TIMEOUT_SECONDS": "3", "APP_REQUEST_BODY_TIMEOUT_SECONDS": "7"})
+    assert (settings.request_head_timeout_seconds, settings.request_body_timeout_seconds) == (3, 7)
+    defaults = Settings.from_env({})
+    assert (defaults.request_head_timeout_seconds, defaults.request_body_timeout_seconds) == (10, 30)
+    for name in ("APP_REQUEST_HEAD_TIMEOUT_SECONDS", "APP_REQUEST_BODY_TIMEOUT_SECONDS"):
+        for value in ("0", "3601", "1.5"):
+            with pytest.raises(ConfigurationError, match=name):
+                Settings.from_env({name: value})
