@@ -40,7 +40,7 @@ from web.availability import register_availability_handlers, stopping_on_signals
 from web.avro_bodies import avro_body_validator
 from web.cors import Cors, spec_methods
 from web.docs import AuthoredAsyncApi, AuthoredSpec, RootDocsAliases
-from web.framing import ControlCharactersInPath, NoProtocolUpgrades, RequestFraming
+from web.framing import NoProtocolUpgrades, RequestFraming, UnroutablePaths
 from web.injection import InjectingResolver
 from web.problems import register_problem_handlers
 from web.security import BearerTokens, register_security_problem_handlers, security_map
@@ -142,7 +142,7 @@ def middleware_stack(settings: Settings, metrics: ServiceMetrics, spec: dict | N
     if settings.cors_origins:
         outermost.append(partial(Cors, origins=settings.cors_origins, methods=spec_methods(spec or load_spec())))
     before_docs = [
-        ControlCharactersInPath,
+        UnroutablePaths,
         partial(RequestFraming, max_bytes=settings.max_body_bytes),
         partial(RootDocsAliases, base_path=BASE_PATH),
         partial(AuthoredSpec, spec_path=SPEC_PATH, base_path=BASE_PATH,

@@ -244,14 +244,24 @@ def _problem_response(status: int, title: str, detail: str) -> Response:
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 
 
-class ControlCharactersInPath:
-    """Answer 400 for a path with control characters: Connexion's router cannot match them (its mount
-    regex stops at a newline), and the request would reach the app without security or validation."""
+class UnroutablePaths:
+    """Answer the paths Connexion's router cannot match but Flask's would, before either sees them.
+
+    Such a request would reach the Flask view without Connexion's operation, security or validation
+    (a 500 "Working outside of operation context"). A path with control characters is 400 (Connexion's
+    mount regex stops at a newline); one with an empty segment (`//v1/rooms`, `/v1//rooms`) is 404:
+    Werkzeug strips the leading slashes and merges the others, where Connexion matches the path as sent.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _CONTROL_CHARACTER.search(scope["path"]):
-            raise ProblemException(status=400, title="Bad Request", detail="The request path contains control characters.")
+        if scope["type"] == "http":
+            path = scope["path"]
+            if "//" in path:
+                raise ProblemException(status=404, title="Not Found",
+                                       detail="No resource has a path with an empty segment (//).")
+            if _CONTROL_CHARACTER.search(path):
+                raise ProblemException(status=400, title="Bad Request", detail="The request path contains control characters.")
         await self.app(scope, receive, send)
