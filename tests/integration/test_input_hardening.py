@@ -111,3 +111,27 @@ def test_a_path_with_an_empty_segment_is_404_for_every_operation_and_changes_not
     assert client.get(f"/v1/rooms/{room['id']}").json() == room
     assert client.get(f"/v1/items/{item['id']}").json() == item
     assert client.get("/v1/questions/1001").json() == question
+
+
+LONG_NUMBERS = ["9" * 4_301, "-" + "9" * 4_301, "9" * 50_000]  # int() refuses more than 4,300 digits
+
+
+@pytest.mark.parametrize("number", LONG_NUMBERS, ids=["4301-digits", "negative", "50000-digits"])
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE"])
+def test_an_integer_path_parameter_of_any_length_is_400_on_the_parameter(client, auth, engine, method, number):
+    item = client.post("/v1/items", json={"name": "lamp"}, headers=auth).json()
+    body = b'{"name": "x"}' if method == "PUT" else None
+    response = client.request(method, f"/v1/items/{number}", content=body,
+                              headers={**auth, "Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    if method != "HEAD":
+        assert [error["path"] for error in assert_problem(response, 400)["errors"]] == ["path.item_id"]
+    assert count_rows(engine, "items") == 1 and client.get(f"/v1/items/{item['id']}").json() == item
+
+
+@pytest.mark.parametrize("parameter", ["/v1/items?limit", "/v1/rooms?min_price", "/v1/rooms?max_price", "/v1/rooms?limit",
+                                       "/v1/questions?limit", "/v1/events?after"])
+def test_an_integer_query_parameter_of_any_length_is_400_on_the_parameter(client, parameter):
+    path, name = parameter.split("?")
+    problem = assert_problem(client.get(f"{path}?{name}={'9' * 5_000}"), 400)
+    assert [error["path"] for error in problem["errors"]] == [f"query.{name}"]
