@@ -15,6 +15,7 @@ from functools import partial
 
 from connexion.middleware.main import ConnexionMiddleware
 from connexion.middleware.response_validation import ResponseValidationMiddleware
+from connexion.middleware.routing import RoutingMiddleware
 from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
@@ -40,9 +41,10 @@ from web.availability import register_availability_handlers, stopping_on_signals
 from web.avro_bodies import avro_body_validator
 from web.cors import Cors, spec_methods
 from web.docs import AuthoredAsyncApi, AuthoredSpec, RootDocsAliases
-from web.framing import ControlCharactersInPath, NoProtocolUpgrades, RequestFraming
+from web.framing import NoProtocolUpgrades, RequestFraming, UnroutablePaths
 from web.injection import InjectingResolver
 from web.problems import register_problem_handlers
+from web.routing import integer_path_parameters
 from web.security import BearerTokens, register_security_problem_handlers, security_map
 from web.service_app import ServiceApp
 from web.speedups import Speedups
@@ -129,7 +131,8 @@ def middleware_stack(settings: Settings, metrics: ServiceMetrics, spec: dict | N
     `tracing`, the server span in front of those, so the access log line carries its trace id; then CORS
     when origins are configured (web/cors.py: preflights answered before routing and security, and every
     answer, Connexion's 500 and the docs' routes too, carries its headers). In front of
-    Swagger UI: the request's framing and the docs' routes. A middleware a Connexion release adds to its
+    Swagger UI: the request's framing and the docs' routes; in front of routing, the `int` path convertor
+    registered in Connexion's stead (web/routing.py). A middleware a Connexion release adds to its
     list is in the stack without a change here; one this list is placed against going missing stops the
     start.
     """
@@ -142,7 +145,7 @@ def middleware_stack(settings: Settings, metrics: ServiceMetrics, spec: dict | N
     if settings.cors_origins:
         outermost.append(partial(Cors, origins=settings.cors_origins, methods=spec_methods(spec or load_spec())))
     before_docs = [
-        ControlCharactersInPath,
+        UnroutablePaths,
         partial(RequestFraming, max_bytes=settings.max_body_bytes),
         partial(RootDocsAliases, base_path=BASE_PATH),
         partial(AuthoredSpec, spec_path=SPEC_PATH, base_path=BASE_PATH,
@@ -152,6 +155,7 @@ def middleware_stack(settings: Settings, metrics: ServiceMetrics, spec: dict | N
     stack = list(ConnexionMiddleware.default_middlewares)
     _insert_before(stack, ServerErrorMiddleware, outermost)
     _insert_before(stack, SwaggerUIMiddleware, before_docs)
+    _insert_before(stack, RoutingMiddleware, [integer_path_parameters])
     if not settings.validate_responses:
         # With validation off it only passes every request and response through.
         stack.remove(ResponseValidationMiddleware)

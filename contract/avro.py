@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,13 @@ def from_datum(schema: Mapping[str, Any], datum: Mapping[str, Any]) -> dict[str,
     return entity
 
 
+class _Decimal(Decimal):
+    """A decimal a writer schema sent where ours has no decimal: shown plainly (2.56) when validation quotes it."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def _json_value(avro_type: Any, value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
@@ -272,6 +280,8 @@ def _json_value(avro_type: Any, value: Any) -> Any:
     if isinstance(value, list):
         items = avro_type["items"] if isinstance(avro_type, dict) else None
         return [_json_value(items, element) for element in value]
+    if isinstance(value, Decimal):
+        return _Decimal(value)
     return value
 
 

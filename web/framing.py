@@ -8,7 +8,17 @@ from connexion.exceptions import ProblemException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rest.media_types import JsonNotUtf8, MalformedMediaType, canonical_media_type
 from rest.problems import PROBLEM_MEDIA_TYPE, problem_json
+
+CONTENT_LENGTH_NOT_A_NUMBER = "The Content-Length header is not a number of bytes."
+CONTENT_TYPE_REPEATED = (
+    "Content-Type given more than once; send one Content-Type header with the one media type of the body."
+)
+# What clients send nearly always, already canonical: taken as they are, without parsing.
+_CANONICAL_MEDIA_TYPES = frozenset({
+    b"application/json", b"application/avro", b"application/merge-patch+json", b"application/json;charset=utf-8",
+})
 
 
 class PayloadTooLarge(ProblemException):
@@ -28,6 +38,30 @@ class EncodedBodyRefused(ProblemException):
         )
 
 
+class ContentTypeRefused(ProblemException):
+    """415 for a JSON body labelled with a charset other than UTF-8 (RFC 8259 8.1: JSON is UTF-8)."""
+
+    def __init__(self, charset: str) -> None:
+        super().__init__(
+            status=415, title="Unsupported Media Type",
+            detail=f"JSON is UTF-8 (RFC 8259), but the Content-Type says charset={charset}; "
+            "send the body in UTF-8, with charset=utf-8 or no charset.",
+        )
+
+
+def _canonical_content_type(value: bytes) -> bytes:
+    try:
+        return canonical_media_type(value.decode("latin-1")).encode("latin-1")
+    except JsonNotUtf8 as error:
+        raise ContentTypeRefused(str(error)) from None
+    except MalformedMediaType:
+        raise ProblemException(
+            status=400, title="Bad Request",
+            detail="The Content-Type header is not a media type: send type/subtype, optionally followed by "
+            "; name=value parameters (e.g. application/json).",
+        ) from None
+
+
 class RequestFraming:
     """Frame each request the one way Connexion and the handlers expect, before they see it.
 
@@ -36,6 +70,11 @@ class RequestFraming:
     - A body sent chunked (`Transfer-Encoding`, no `Content-Length`: how HTTP clients stream a body of
       unknown length) is read here, up to the limit, and passed on with its `Content-Length`: Connexion's
       body validation takes a request without one for a request without a body ("RequestBody is required").
+    - The Content-Type is given to Connexion in its canonical form (`type/subtype;name=value`, lowercased but for
+      parameter values, no optional whitespace: RFC 9110 makes those differences meaningless, and Connexion
+      matches media types as written); one that is not a media type, or given twice, is 400, and JSON
+      labelled with a charset other than UTF-8 is 415. A Content-Length with whitespace around its digits
+      is passed on without it; one that is not a number is 400.
     - Header names with an underscore are dropped, as nginx and gunicorn drop them: the WSGI environ the
       handlers read folds `_` into `-` (`Idempotency_Key` and `Idempotency-Key` are both
       `HTTP_IDEMPOTENCY_KEY`), so a look-alike would reach a handler as a header the spec validated.
@@ -44,6 +83,7 @@ class RequestFraming:
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self._max_digits = len(str(max_bytes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,11 +92,21 @@ class RequestFraming:
         length = None
         chunked = False
         look_alikes = False
+        content_type = None
+        canonical: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
             if name == b"content-length":
-                if not value.isdigit() or int(value) > self.max_bytes:
-                    raise PayloadTooLarge(self.max_bytes)
-                length = value
+                length = self._content_length(value)
+                if len(length) != len(value):
+                    canonical[name] = length
+            elif name == b"content-type":
+                if content_type is not None:
+                    raise ProblemException(status=400, title="Bad Request", detail=CONTENT_TYPE_REPEATED)
+                content_type = value
+                if value not in _CANONICAL_MEDIA_TYPES:
+                    normalised = _canonical_content_type(value)
+                    if normalised != value:
+                        canonical[name] = normalised
             elif name == b"transfer-encoding":
                 if value.strip().lower() != b"chunked":
                     # The server decodes chunked only; another coding would reach the app still encoded. RFC 9112
@@ -68,8 +118,9 @@ class RequestFraming:
                 raise EncodedBodyRefused()
             elif b"_" in name:
                 look_alikes = True
-        if look_alikes:
-            scope = {**scope, "headers": [(name, value) for name, value in scope["headers"] if b"_" not in name]}
+        if look_alikes or canonical:
+            scope = {**scope, "headers": [(name, canonical.get(name, value)) for name, value in scope["headers"]
+                                          if b"_" not in name]}
         if chunked and length is None:
             body = await self._read_whole_body(receive)
             if body is None:
@@ -79,6 +130,17 @@ class RequestFraming:
             await self.app(scope, _replaying(body, receive), send)
             return
         await self.app(scope, self._limited(receive), send)
+
+    def _content_length(self, value: bytes) -> bytes:
+        """Return the Content-Length's digits (RFC 9110 allows whitespace around them); refuse a body over the limit."""
+        digits = value.strip(b" \t")
+        if not digits.isdigit():
+            raise ProblemException(status=400, title="Bad Request", detail=CONTENT_LENGTH_NOT_A_NUMBER)
+        significant = digits.lstrip(b"0")
+        # Counted before int(), which refuses more than 4,300 digits (sys.get_int_max_str_digits()).
+        if len(significant) > self._max_digits or int(significant or b"0") > self.max_bytes:
+            raise PayloadTooLarge(self.max_bytes)
+        return digits
 
     def _limited(self, receive: Receive) -> Receive:
         received = 0
@@ -182,14 +244,24 @@ def _problem_response(status: int, title: str, detail: str) -> Response:
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 
 
-class ControlCharactersInPath:
-    """Answer 400 for a path with control characters: Connexion's router cannot match them (its mount
-    regex stops at a newline), and the request would reach the app without security or validation."""
+class UnroutablePaths:
+    """Answer the paths Connexion's router cannot match but Flask's would, before either sees them.
+
+    Such a request would reach the Flask view without Connexion's operation, security or validation
+    (a 500 "Working outside of operation context"). A path with control characters is 400 (Connexion's
+    mount regex stops at a newline); one with an empty segment (`//v1/rooms`, `/v1//rooms`) is 404:
+    Werkzeug strips the leading slashes and merges the others, where Connexion matches the path as sent.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _CONTROL_CHARACTER.search(scope["path"]):
-            raise ProblemException(status=400, title="Bad Request", detail="The request path contains control characters.")
+        if scope["type"] == "http":
+            path = scope["path"]
+            if "//" in path:
+                raise ProblemException(status=404, title="Not Found",
+                                       detail="No resource has a path with an empty segment (//).")
+            if _CONTROL_CHARACTER.search(path):
+                raise ProblemException(status=400, title="Bad Request", detail="The request path contains control characters.")
         await self.app(scope, receive, send)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import io
 import json
 
@@ -239,3 +240,13 @@ def test_a_client_can_write_a_create_body_from_the_published_schema_alone(client
     content = apache_container(schema, [new_room() | {"area": None, "is_visible": False, "images": []}])
     response = client.post("/v1/rooms", content=content, headers={**auth, "Content-Type": AVRO})
     assert response.status_code == 201 and response.json()["is_visible"] is False
+
+
+def test_a_decimal_where_a_string_is_expected_is_quoted_plainly(client, auth, engine):
+    writer = {"type": "record", "name": "NewItem", "namespace": "roomservice",
+              "fields": [{"name": "name", "type": {"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 2}}]}
+    buffer = io.BytesIO()
+    fastavro.writer(buffer, fastavro.parse_schema(writer), [{"name": decimal.Decimal("2.56")}])
+    problem = assert_problem(client.post("/v1/items", content=buffer.getvalue(), headers={**auth, "Content-Type": AVRO}), 400)
+    assert problem["errors"] == [{"path": "$.name", "message": "2.56 is not of type 'string'"}]
+    assert rows(engine, "items") == 0

@@ -367,3 +367,100 @@ def test_a_chunked_body_over_the_limit_is_413(settings, auth):
         assert "1024 bytes" in assert_problem(response, 413)["detail"]
     finally:
         dispose_app(app)
+
+
+# --- Content-Type and Content-Length as HTTP writes them: case, whitespace, one of each ---------------------
+
+QUESTION = {"question_code": "1001", "category": "general", "message": "m"}
+
+
+def _create(client, auth, path: str, body: object, content_type: str):
+    return client.post(path, content=orjson.dumps(body), headers={**auth, "Content-Type": content_type})
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["Application/JSON", "APPLICATION/JSON; CHARSET=UTF-8", "application/json ; charset=utf-8", "application/json ",
+     'application/json;charset="utf-8"', "application/json;;charset=utf-8"],
+)
+@pytest.mark.parametrize("path, body", [("/v1/rooms", new_room()), ("/v1/items", {"name": "lamp"}), ("/v1/questions", QUESTION)])
+def test_a_media_type_in_any_case_and_with_optional_whitespace_is_the_media_type(client, auth, path, body, content_type):
+    created = _create(client, auth, path, body, content_type)
+    assert created.status_code == 201, created.text
+    assert client.get(created.headers["Location"]).json() == created.json()
+
+
+def test_a_replace_and_a_merge_patch_in_upper_case_are_read_as_json(client, auth):
+    item = client.post("/v1/items", json={"name": "lamp"}, headers=auth).json()
+    replaced = client.put(f"/v1/items/{item['id']}", content=b'{"name": "desk"}',
+                          headers={**auth, "Content-Type": "APPLICATION/JSON"})
+    assert replaced.status_code == 200 and replaced.json()["name"] == "desk", replaced.text
+    room = client.post("/v1/rooms", json=new_room(), headers=auth).json()
+    patch = {**auth, "Content-Type": MERGE_PATCH.upper()}
+    problem = assert_problem(client.patch(f"/v1/rooms/{room['id']}", content=b'{"price":-5}', headers=patch), 400)
+    assert problem["errors"][0]["path"] == "$.price" and "b'" not in problem["detail"]
+    assert client.patch(f"/v1/rooms/{room['id']}", content=b'{"price":5}', headers=patch).json()["price"] == 5
+
+
+def test_an_avro_body_in_upper_case_is_read_as_avro(client, auth):
+    schema = AvroSchemas().get("NewItem")
+    buffer = io.BytesIO()
+    fastavro.writer(buffer, schema.parsed, [to_datum(schema.document, {"name": "lamp"})])
+    created = client.post("/v1/items", content=buffer.getvalue(), headers={**auth, "Content-Type": "APPLICATION/AVRO"})
+    assert created.status_code == 201 and created.json()["name"] == "lamp", created.text
+
+
+@pytest.mark.parametrize(
+    "content_type, body",
+    [("application/json; charset=utf-16", '{"name": "lamp"}'.encode("utf-16")),
+     ("application/json; charset=UTF-16", b'{"name": "lamp"}'),
+     ("application/json; charset=bogus", b'{"name": "lamp"}'),
+     ("application/json; charset=latin-1", b'{"name": "lamp"}')],
+)
+def test_json_in_a_charset_other_than_utf_8_is_415_naming_the_rule(client, auth, engine, content_type, body):
+    problem = assert_problem(client.post("/v1/items", content=body, headers={**auth, "Content-Type": content_type}), 415)
+    assert "RFC 8259" in problem["detail"] and "charset=" in problem["detail"]
+    assert count_rows(engine, "items") == 0
+
+
+def test_a_merge_patch_in_another_charset_is_415_and_changes_nothing(client, auth):
+    room = client.post("/v1/rooms", json=new_room(), headers=auth).json()
+    headers = {**auth, "Content-Type": MERGE_PATCH + "; charset=utf-16"}
+    assert_problem(client.patch(f"/v1/rooms/{room['id']}", content=b'{"price": 5}', headers=headers), 415)
+    assert client.get(f"/v1/rooms/{room['id']}").json() == room
+
+
+@pytest.mark.parametrize("content_type", ["json", "application/json; charset", "application/json, application/avro", "", "/"])
+def test_a_content_type_that_is_not_a_media_type_is_400(client, auth, engine, content_type):
+    response = client.post("/v1/items", content=b'{"name": "lamp"}', headers={**auth, "Content-Type": content_type})
+    assert "not a media type" in assert_problem(response, 400)["detail"]
+    assert count_rows(engine, "items") == 0
+
+
+@pytest.mark.parametrize("second", ["application/avro", "application/json"])
+def test_a_content_type_given_twice_is_400(client, auth, engine, second):
+    headers = [*auth.items(), ("Content-Type", "application/json"), ("Content-Type", second)]
+    problem = assert_problem(client.post("/v1/items", content=b'{"name": "lamp"}', headers=headers), 400)
+    assert "Content-Type given more than once" in problem["detail"]
+    assert count_rows(engine, "items") == 0
+
+
+@pytest.mark.parametrize("length", [" 16 ", "16 ", "\t16", "0016"])
+def test_a_content_length_with_whitespace_around_its_digits_is_read(client, auth, length):
+    headers = {**auth, "Content-Type": "application/json", "Content-Length": length}
+    created = client.post("/v1/items", content=b'{"name": "lamp"}', headers=headers)
+    assert created.status_code == 201 and created.json()["name"] == "lamp", created.text
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "+16", "1 6", "", "0x10"])
+def test_a_content_length_that_is_not_a_number_is_400(client, auth, engine, length):
+    headers = {**auth, "Content-Type": "application/json", "Content-Length": length}
+    problem = assert_problem(client.post("/v1/items", content=b'{"name": "lamp"}', headers=headers), 400)
+    assert "Content-Length" in problem["detail"]
+    assert count_rows(engine, "items") == 0
+
+
+@pytest.mark.parametrize("length", ["1048577", "9" * 5_000, "0" * 5_000 + "1048577"])
+def test_a_content_length_over_the_limit_is_413_however_many_digits_it_has(client, auth, length):
+    headers = {**auth, "Content-Type": "application/json", "Content-Length": length}
+    assert "1048576 bytes" in assert_problem(client.post("/v1/items", content=b'{"name": "lamp"}', headers=headers), 413)["detail"]

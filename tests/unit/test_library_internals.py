@@ -18,6 +18,7 @@ from connexion.exceptions import OAuthScopeProblem
 from connexion.middleware.exceptions import ExceptionMiddleware
 from connexion.middleware.main import ConnexionMiddleware
 from connexion.middleware.response_validation import ResponseValidationMiddleware
+from connexion.middleware.routing import RoutingMiddleware
 from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from starlette.requests import Request
@@ -47,6 +48,7 @@ def test_the_middleware_stack_is_connexions_default_list_with_ours_in_place(vali
     assert [m for m in stack if m in ConnexionMiddleware.default_middlewares] == defaults
     assert stack[:3] == [app_module.RequestTelemetry, app_module.MetricsEndpoint, app_module.NoProtocolUpgrades]
     assert stack[stack.index(SwaggerUIMiddleware) - 1] is app_module.AuthoredAsyncApi
+    assert stack[stack.index(RoutingMiddleware) - 1] is app_module.integer_path_parameters
 
 
 def test_cors_when_configured_sits_in_front_of_connexions_stack_inside_the_telemetry():
