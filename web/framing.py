@@ -242,6 +242,7 @@ def _problem_response(status: int, title: str, detail: str) -> Response:
 
 
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+_ENCODED_SLASH = re.compile(rb"%2[fF]")
 
 
 class UnroutablePaths:
@@ -251,6 +252,8 @@ class UnroutablePaths:
     (a 500 "Working outside of operation context"). A path with control characters is 400 (Connexion's
     mount regex stops at a newline); one with an empty segment (`//v1/rooms`, `/v1//rooms`) is 404:
     Werkzeug strips the leading slashes and merges the others, where Connexion matches the path as sent.
+    So is one with an encoded slash (`/v1%2Frooms`): the server decodes it into the path the routers match,
+    where RFC 3986 makes `%2F` data, not a separator, and no resource of the spec has a slash in a segment.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -262,6 +265,10 @@ class UnroutablePaths:
             if "//" in path:
                 raise ProblemException(status=404, title="Not Found",
                                        detail="No resource has a path with an empty segment (//).")
+            raw_path = scope.get("raw_path") or b""
+            if b"%2" in raw_path and _ENCODED_SLASH.search(raw_path):
+                raise ProblemException(status=404, title="Not Found",
+                                       detail="No resource has an encoded slash (%2F) in its path.")
             if _CONTROL_CHARACTER.search(path):
                 raise ProblemException(status=400, title="Bad Request", detail="The request path contains control characters.")
         await self.app(scope, receive, send)

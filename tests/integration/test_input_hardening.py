@@ -88,10 +88,17 @@ def _doubled_slash_variants(path: str) -> list[str]:
     return ["/" + path, *(path[:at] + "/" + path[at:] for at in slashes[1:]), path + "//"]
 
 
+def _encoded_slash_variants(path: str) -> list[str]:
+    """Each of the path's slashes but the first sent encoded in turn (`/v1%2Frooms`), in either case."""
+    slashes = [match.start() for match in re.finditer("/", path)][1:]
+    return [path[:at] + encoded + path[at + 1:] for at in slashes for encoded in ("%2F", "%2f")]
+
+
 @pytest.mark.parametrize("method, template", SPEC_OPERATIONS)
-def test_a_path_with_an_empty_segment_is_404_for_every_operation_and_changes_nothing(client, auth, engine, method, template):
-    # Werkzeug matched these to the operation's Flask view, which then ran without Connexion's routing (a 500),
-    # or redirected with a 308 and no Location.
+def test_a_path_with_an_empty_segment_or_an_encoded_slash_is_404_for_every_operation_and_changes_nothing(
+        client, auth, engine, method, template):
+    # Werkzeug matched the first to the operation's Flask view, which then ran without Connexion's routing (a 500),
+    # or redirected with a 308 and no Location; the server decoded the second into a path both routers served.
     room = client.post("/v1/rooms", json=new_room(), headers=auth).json()
     item = client.post("/v1/items", json={"name": "lamp"}, headers=auth).json()
     question = client.post("/v1/questions", json={"question_code": "1001", "category": "c", "message": "m"},
@@ -102,11 +109,13 @@ def test_a_path_with_an_empty_segment_is_404_for_every_operation_and_changes_not
               "/v1/questions": {"question_code": "1002", "category": "c", "message": "m"}}
     content_type = "application/merge-patch+json" if method == "PATCH" else "application/json"
     body = b'{"name": "changed"}' if method in ("PUT", "PATCH") else None
-    for variant in _doubled_slash_variants(path):
+    variants = [(variant, "empty segment") for variant in _doubled_slash_variants(path)]
+    variants += [(variant, "encoded slash") for variant in _encoded_slash_variants(path)]
+    for variant, reason in variants:
         json_body = bodies.get(path) if method == "POST" else None
         response = client.request(method, "http://testserver" + variant, content=body, json=json_body,
                                   headers={**auth, "Content-Type": content_type})
-        assert "empty segment" in assert_problem(response, 404)["detail"], variant
+        assert reason in assert_problem(response, 404)["detail"], variant
     assert [count_rows(engine, table) for table in ("rooms", "items", "questions")] == [1, 1, 1]
     assert client.get(f"/v1/rooms/{room['id']}").json() == room
     assert client.get(f"/v1/items/{item['id']}").json() == item
