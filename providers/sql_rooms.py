@@ -82,7 +82,7 @@ class RoomRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    # What the long fields (url, description, image URLs) take, in characters: bounds a page (search) before
+    # What the long fields (url, description, image URLs) take in UTF-8 bytes: bounds a page (search) before
     # reading them. Not part of the entity; 0 from writers that predate it (migration 0006).
     stored_bytes: Mapped[int] = mapped_column(Integer, server_default="0")
 
@@ -153,7 +153,8 @@ def columns_from_room(room: Room) -> dict[str, Any]:
         "area_lon": float(area_point["lon"]) if area_point else None,
         "is_visible": room.get("is_visible", True),
         "images": images,
-        "stored_bytes": len(room["url"]) + len(room["description"]) + sum(len(image["url"]) + 10 for image in images),
+        "stored_bytes": _utf8_bytes(room["url"]) + _utf8_bytes(room["description"])
+        + sum(_utf8_bytes(image["url"]) + 10 for image in images),
     }
 
 
@@ -186,6 +187,10 @@ def room_from_row(row: Sequence[Any]) -> Room:
             area["coordinates"] = {"lat": float(area_lat), "lon": float(area_lon)}
         room["area"] = area
     return room
+
+
+def _utf8_bytes(text: str) -> int:
+    return len(text.encode())
 
 
 def _utc(value: datetime) -> datetime:

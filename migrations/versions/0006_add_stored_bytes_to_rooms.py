@@ -22,8 +22,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("rooms") as batch:
         batch.add_column(sa.Column("stored_bytes", sa.Integer(), nullable=False, server_default="0"))
-    # Characters rather than bytes (SQLite has no octet_length before 3.43): a measure, not an exact count.
-    op.execute("UPDATE rooms SET stored_bytes = length(url) + length(description) + length(CAST(images AS TEXT))")
+    # Bytes in UTF-8 (a room of emoji takes four times its characters); SQLite before 3.43 has no octet_length.
+    if op.get_bind().dialect.name == "postgresql":
+        size = "octet_length(url) + octet_length(description) + octet_length(CAST(images AS TEXT))"
+    else:
+        size = "length(CAST(url AS BLOB)) + length(CAST(description AS BLOB)) + length(CAST(images AS BLOB))"
+    op.execute(f"UPDATE rooms SET stored_bytes = {size}")
 
 
 def downgrade() -> None:

@@ -20,9 +20,10 @@ import sqlalchemy as sa
 
 from app import create_app, dispose_app
 from contract.avro import AvroSchemas, to_datum
+from settings import Settings
 from tests.integration.test_rooms_api import assert_problem, count_rooms
 from tests.support.entity_check import EntityCheckingClient
-from tests.support.factories import MERGE_PATCH, large_room, new_room
+from tests.support.factories import MERGE_PATCH, large_room, large_room_of_emoji, new_room
 
 
 def nested(levels: int, leaf: object = "x") -> object:
@@ -164,6 +165,53 @@ def test_the_event_feed_stops_at_the_byte_bound_and_goes_on_from_its_last_positi
         assert avro.status_code == 200 and len(avro.content) < 128 * 1024
     finally:
         dispose_app(app)
+
+
+def test_the_byte_bound_counts_bytes_not_characters(settings, auth, engine):
+    app = create_app(dataclasses.replace(settings, max_page_bytes=64 * 1024))
+    try:
+        client = EntityCheckingClient(app)
+        created = [client.post("/v1/rooms", json=large_room_of_emoji(), headers=auth).json()["id"] for _ in range(4)]
+        page = client.get("/v1/rooms?limit=100").json()
+        # About 7,500 characters each, but 30 KB: three start under 64 KiB, as the rooms of ASCII do.
+        assert [room["id"] for room in page["data"]] == created[:3] and page["next_cursor"]
+        assert [len(page["data"]) for page in _events_pages(client)] == [3, 1]
+    finally:
+        dispose_app(app)
+
+
+def test_the_migration_measures_stored_rooms_in_bytes(database_url, engine, auth):
+    from alembic import command
+
+    from providers.database import alembic_config
+
+    app = create_app(Settings(database_url=database_url, api_keys=frozenset({"k"})))
+    try:
+        room = EntityCheckingClient(app).post("/v1/rooms", json=large_room_of_emoji(), headers={"X-API-Key": "k"}).json()
+    finally:
+        dispose_app(app)
+    written = _stored_bytes(engine, room["id"])
+    command.downgrade(alembic_config(database_url), "0005")
+    command.upgrade(alembic_config(database_url), "0006")
+    assert 29_000 < written < 31_000
+    measured = _stored_bytes(engine, room["id"])
+    # Never less than the service writes, so a page never grows past its bound; more for these rooms, as the
+    # images' stored JSON has each emoji as two \u escapes (12 bytes, where the answer's UTF-8 has 4).
+    assert written - 200 < measured < 3 * written
+
+
+def _stored_bytes(engine: sa.Engine, room_id: str) -> int:
+    with engine.connect() as connection:
+        return connection.execute(sa.text("SELECT stored_bytes FROM rooms WHERE id = :id"),
+                                  {"id": uuid.UUID(room_id) if engine.dialect.name == "postgresql" else uuid.UUID(room_id).hex}).scalar_one()
+
+
+def _events_pages(client) -> list[dict]:
+    pages, after = [], 0
+    while (page := client.get(f"/v1/events?after={after}&limit=1000").json())["data"]:
+        pages.append(page)
+        after = page["last_position"]
+    return pages
 
 
 def test_the_byte_bound_never_leaves_a_page_empty(settings, auth):

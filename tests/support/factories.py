@@ -33,4 +33,10 @@ def large_room(**overrides: Any) -> dict[str, Any]:
     return new_room(description="d" * 10_000, images=images, **overrides)
 
 
+def large_room_of_emoji(**overrides: Any) -> dict[str, Any]:
+    """A valid room that also stores about 30 KB, in a quarter of the characters (each emoji is 4 bytes in UTF-8)."""
+    images = [{"url": "https://example.com/" + "\N{GRINNING FACE}" * 495} for _ in range(10)]
+    return new_room(description="\N{GRINNING FACE}" * 2_500, images=images, **overrides)
+
+
 MERGE_PATCH = "application/merge-patch+json"
