@@ -31,6 +31,7 @@ from observability.metrics import MULTIPROC_DIR_VARIABLE, RELAY_FAILURES, RELAY_
 from observability.tracing import Tracing, TracingConfigurationError, process_tracing
 from providers.database import make_engine
 from providers.events import EVENT_SCHEMA, Event
+from providers.paging import DEFAULT_MAX_PAGE_BYTES
 from providers.sql_events import claim_unpublished, mark_published
 from settings import ConfigurationError, Settings
 
@@ -148,10 +149,11 @@ def _recorded_context(event: Event):
     return _W3C.extract(carrier)
 
 
-def publish_pending(engine: Engine, publisher: AmqpPublisher, batch_size: int) -> int:
+def publish_pending(engine: Engine, publisher: AmqpPublisher, batch_size: int,
+                    max_batch_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> int:
     """Publish one batch of unpublished events and mark them; return how many went out (0 if none or not our turn)."""
     try:
-        events = _publish_batch(engine, publisher, batch_size)
+        events = _publish_batch(engine, publisher, batch_size, max_batch_bytes)
     except Exception as error:
         RELAY_FAILURES.labels(failure_reason(error)).inc()
         raise
@@ -160,9 +162,9 @@ def publish_pending(engine: Engine, publisher: AmqpPublisher, batch_size: int) -
     return len(events)
 
 
-def _publish_batch(engine: Engine, publisher: AmqpPublisher, batch_size: int) -> list[Event]:
+def _publish_batch(engine: Engine, publisher: AmqpPublisher, batch_size: int, max_batch_bytes: int) -> list[Event]:
     with engine.connect() as connection:
-        events = claim_unpublished(connection, batch_size)
+        events = claim_unpublished(connection, batch_size, max_batch_bytes)
         if not events:
             connection.rollback()
             return []
@@ -191,7 +193,8 @@ class Relay:
         try:
             while not self.stopping.is_set():
                 try:
-                    count = publish_pending(self._engine, self._publisher, self._settings.relay_batch_size)
+                    count = publish_pending(self._engine, self._publisher, self._settings.relay_batch_size,
+                                            self._settings.max_page_bytes)
                     backoff = 0.5
                 except Exception as error:  # noqa: BLE001 - a relay must outlive surprises; nothing was marked
                     self._publisher.close()
@@ -200,7 +203,7 @@ class Relay:
                     backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                     continue
                 self.published += count
-                if count < self._settings.relay_batch_size:
+                if count == 0:  # a batch cut short by its size is followed at once by the next
                     self.stopping.wait(IDLE_SECONDS)
         finally:
             self._publisher.close()

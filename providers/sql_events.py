@@ -31,7 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from contract.avro import AvroSchemas
 from providers.database import Base, ConnectionSource, OnConnection
 from providers.events import Event, EventFeed, Outbox, TraceContextSource
-from providers.paging import DEFAULT_MAX_PAGE_BYTES
+from providers.paging import DEFAULT_MAX_PAGE_BYTES, within_bytes
 from providers.sql_paging import bounded_in_bytes
 
 OUTBOX_LOCK_KEY = 0x726F6F6D73  # "rooms": the advisory lock that orders writers' events on PostgreSQL
@@ -187,11 +187,13 @@ class SqlEventFeed(EventFeed):
         return [event_from_row(row) for row in rows]
 
 
-def claim_unpublished(connection: Connection, limit: int) -> list[Event] | None:
+def claim_unpublished(connection: Connection, limit: int, max_bytes: int = DEFAULT_MAX_PAGE_BYTES) -> list[Event] | None:
     """Lock and return the oldest unpublished events for this relay; None if another relay holds the turn.
 
     One relay publishes at a time (a transaction-scoped advisory lock on PostgreSQL, the database
-    write lock on SQLite), so events go out in position order and never twice concurrently.
+    write lock on SQLite), so events go out in position order and never twice concurrently. A batch
+    holds at most `limit` events and ends at the one that takes their stored size past `max_bytes`;
+    the events' sizes are read first, so a batch of large rooms is never read whole.
     """
     dialect = connection.dialect.name
     if dialect == "postgresql":
@@ -200,14 +202,19 @@ def claim_unpublished(connection: Connection, limit: int) -> list[Event] | None:
     else:
         # Take SQLite's write lock now rather than at the final UPDATE, so two relays cannot both read the batch.
         connection.execute(update(EventRow).where(EventRow.position < 0).values(published_at=None))
-    statement = (
-        select(*COLUMNS)
+    sizes = (
+        select(EventRow.position, EVENT_BYTES)
         .where(EventRow.published_at.is_(None))
         .order_by(EventRow.position)
         .limit(limit)
     )
     if dialect == "postgresql":
-        statement = statement.with_for_update(skip_locked=True)
+        sizes = sizes.with_for_update(skip_locked=True)
+    sized = connection.execute(sizes).all()
+    positions, _ = within_bytes([position for position, _ in sized], [size for _, size in sized], max_bytes)
+    if not positions:
+        return []
+    statement = select(*COLUMNS).where(EventRow.position.in_(positions)).order_by(EventRow.position)
     return [event_from_row(row) for row in connection.execute(statement).all()]
 
 

@@ -22,7 +22,7 @@ from contract.avro import SINGLE_OBJECT_MARKER, AvroSchemas
 from providers.database import make_engine
 from relay import AmqpPublisher, Relay, publish_pending
 from settings import Settings
-from tests.support.factories import new_room
+from tests.support.factories import large_room, new_room
 from tests.support.rabbitmq import connect, declare_consumer_queue, drain
 
 SCHEMAS = AvroSchemas()
@@ -119,6 +119,23 @@ def test_events_arrive_in_order_with_confirmed_persistent_avro_messages(client, 
                 assert str(entity["id"]) == event["key"]
     assert positions == sorted(positions)
     assert [decode(b)["type"] for _, b in messages][:2] == ["room.created", "room.updated"]
+
+
+def test_a_batch_of_large_events_ends_at_the_byte_bound_and_the_next_goes_on(client, auth, settings, rabbitmq_url,
+                                                                             exchange, queue, engine):
+    for _ in range(5):
+        assert client.post("/v1/rooms", json=large_room(), headers=auth).status_code == 201
+    db = make_engine(settings.database_url, pool_size=2)
+    publisher = AmqpPublisher(rabbitmq_url, exchange, SCHEMAS)
+    try:
+        # About 30 KB an event: three start under 64 KiB, then the other two; the batch size is never reached.
+        counts = [publish_pending(db, publisher, 100, max_batch_bytes=64 * 1024) for _ in range(3)]
+    finally:
+        publisher.close()
+        db.dispose()
+    assert counts == [3, 2, 0] and unpublished(engine) == 0
+    messages = consume_all(rabbitmq_url, queue, 5)
+    assert [properties.message_id for properties, _ in messages] == table_event_ids(engine)
 
 
 def test_routing_keys_are_event_types(client, auth, settings, rabbitmq_url, exchange):
