@@ -283,8 +283,8 @@ class SqlRoomsProvider(OnConnection, RoomsProvider):
     def _with_large_rooms_whole(self, rooms: list[Room], large: list[uuid.UUID]) -> list[Room]:
         # Each large room read again whole, so it is one version of itself; one deleted meanwhile leaves the page.
         fresh = {str(row[0]): room_from_row(row) for row in self._connection.execute(GET_ROOMS, {"room_ids": large})}
-        wanted = {str(room_id) for room_id in large}
-        return [fresh[room["id"]] if room["id"] in wanted else room for room in rooms if room["id"] not in wanted or room["id"] in fresh]
+        gone = {str(room_id) for room_id in large} - fresh.keys()
+        return [fresh.get(room["id"], room) for room in rooms if room["id"] not in gone]
 
     def _url_conflict(self, url: str) -> Conflict:
         existing = self._connection.scalar(select(RoomRow.id).where(RoomRow.url == url))

@@ -7,7 +7,6 @@ says which limit was hit, and that nothing was stored.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import json
 import math
@@ -18,11 +17,10 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from app import create_app, dispose_app
 from contract.avro import AvroSchemas, to_datum
 from settings import Settings
 from tests.integration.test_rooms_api import assert_problem, count_rooms
-from tests.support.entity_check import EntityCheckingClient
+from tests.support.entity_check import client_with
 from tests.support.factories import MERGE_PATCH, large_room, large_room_of_emoji, new_room
 
 
@@ -80,14 +78,10 @@ def test_a_body_at_the_depth_limit_is_validated_as_usual(client, auth):
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_depth_limit_is_a_setting(settings, auth):
-    app = create_app(dataclasses.replace(settings, max_json_depth=3))
-    try:
-        client = EntityCheckingClient(app)
+    with client_with(settings, max_json_depth=3) as client:
         assert client.post("/v1/items", json={"name": "lamp"}, headers=auth).status_code == 201
         problem = assert_problem(client.post("/v1/items", json={"name": nested(3)}, headers=auth), 400)
         assert "3 levels" in problem["detail"]
-    finally:
-        dispose_app(app)
 
 
 # --- error lists: capped, counted with bounded work, the answer bounded ------------------------------------
@@ -103,9 +97,7 @@ def test_a_body_with_more_values_than_the_limit_is_400_before_it_is_validated(cl
 
 def test_a_body_with_a_hundred_thousand_bad_members_lists_the_first_hundred(settings, auth, engine):
     # Within APP_MAX_JSON_VALUES here, to show what bounds the errors themselves.
-    app = create_app(dataclasses.replace(settings, max_json_values=200_000))
-    try:
-        client = EntityCheckingClient(app)
+    with client_with(settings, max_json_values=200_000) as client:
         body = orjson.dumps(new_room(images=[1] * 100_000))
         response = client.post("/v1/rooms", content=body, headers={**auth, "Content-Type": "application/json"})
         problem = assert_problem(response, 400)
@@ -116,17 +108,13 @@ def test_a_body_with_a_hundred_thousand_bad_members_lists_the_first_hundred(sett
         assert "1000 or more validation errors" in problem["detail"] and "first 100 are listed" in problem["detail"]
         assert len(response.content) < 32 * 1024
         assert count_rooms(engine) == 0
-    finally:
-        dispose_app(app)
 
 
 # --- answers bounded in bytes: `limit` counts entities, APP_MAX_PAGE_BYTES bounds what they add up to ---------
 
 
 def test_a_page_of_large_rooms_stops_at_the_byte_bound_and_the_cursor_goes_on(settings, auth):
-    app = create_app(dataclasses.replace(settings, max_page_bytes=64 * 1024))
-    try:
-        client = EntityCheckingClient(app)
+    with client_with(settings, max_page_bytes=64 * 1024) as client:
         created = {client.post("/v1/rooms", json=large_room(), headers=auth).json()["id"] for _ in range(7)}
         client.post("/v1/rooms", json=new_room(), headers=auth)  # small rooms still fill a page to its limit
         seen, sizes, url = [], [], "/v1/rooms?limit=100&sort=price"
@@ -141,43 +129,27 @@ def test_a_page_of_large_rooms_stops_at_the_byte_bound_and_the_cursor_goes_on(se
         assert [len(seen)] + [len(sizes)] == [8, 3]
         assert set(seen) >= created and len(set(seen)) == 8
         assert max(sizes) < 128 * 1024
-    finally:
-        dispose_app(app)
 
 
 def test_the_event_feed_stops_at_the_byte_bound_and_goes_on_from_its_last_position(settings, auth):
-    app = create_app(dataclasses.replace(settings, max_page_bytes=64 * 1024))
-    try:
-        client = EntityCheckingClient(app)
+    with client_with(settings, max_page_bytes=64 * 1024) as client:
         for _ in range(7):
             assert client.post("/v1/rooms", json=large_room(), headers=auth).status_code == 201
-        positions, counts, after = [], [], 0
-        while True:
-            page = client.get(f"/v1/events?after={after}&limit=1000").json()
-            if not page["data"]:
-                break
-            counts.append(len(page["data"]))
-            positions += [event["position"] for event in page["data"]]
-            after = page["last_position"]
-        assert counts == [3, 3, 1]
+        pages = _events_pages(client)
+        positions = [event["position"] for page in pages for event in page["data"]]
+        assert [len(page["data"]) for page in pages] == [3, 3, 1]
         assert positions == sorted(set(positions)) and len(positions) == 7
         avro = client.get("/v1/events?after=0&limit=1000", headers={"Accept": "application/avro"})
         assert avro.status_code == 200 and len(avro.content) < 128 * 1024
-    finally:
-        dispose_app(app)
 
 
 def test_the_byte_bound_counts_bytes_not_characters(settings, auth, engine):
-    app = create_app(dataclasses.replace(settings, max_page_bytes=64 * 1024))
-    try:
-        client = EntityCheckingClient(app)
+    with client_with(settings, max_page_bytes=64 * 1024) as client:
         created = [client.post("/v1/rooms", json=large_room_of_emoji(), headers=auth).json()["id"] for _ in range(4)]
         page = client.get("/v1/rooms?limit=100").json()
         # About 7,500 characters each, but 30 KB: three start under 64 KiB, as the rooms of ASCII do.
         assert [room["id"] for room in page["data"]] == created[:3] and page["next_cursor"]
         assert [len(page["data"]) for page in _events_pages(client)] == [3, 1]
-    finally:
-        dispose_app(app)
 
 
 def test_the_migration_measures_stored_rooms_in_bytes(database_url, engine, auth):
@@ -185,11 +157,8 @@ def test_the_migration_measures_stored_rooms_in_bytes(database_url, engine, auth
 
     from providers.database import alembic_config
 
-    app = create_app(Settings(database_url=database_url, api_keys=frozenset({"k"})))
-    try:
-        room = EntityCheckingClient(app).post("/v1/rooms", json=large_room_of_emoji(), headers={"X-API-Key": "k"}).json()
-    finally:
-        dispose_app(app)
+    with client_with(Settings(database_url=database_url, api_keys=frozenset({"k"}))) as client:
+        room = client.post("/v1/rooms", json=large_room_of_emoji(), headers={"X-API-Key": "k"}).json()
     written = _stored_bytes(engine, room["id"])
     command.downgrade(alembic_config(database_url), "0005")
     command.upgrade(alembic_config(database_url), "0006")
@@ -215,16 +184,12 @@ def _events_pages(client) -> list[dict]:
 
 
 def test_the_byte_bound_never_leaves_a_page_empty(settings, auth):
-    app = create_app(dataclasses.replace(settings, max_page_bytes=1024))
-    try:
-        client = EntityCheckingClient(app)
+    with client_with(settings, max_page_bytes=1024) as client:
         first, second = (client.post("/v1/rooms", json=large_room(), headers=auth).json()["id"] for _ in range(2))
         page = client.get("/v1/rooms?sort=created_at").json()
         assert [room["id"] for room in page["data"]] == [first] and page["next_cursor"]
         assert [room["id"] for room in client.get(f"/v1/rooms?cursor={page['next_cursor']}").json()["data"]] == [second]
         assert len(client.get("/v1/events?after=0&limit=1000").json()["data"]) == 1
-    finally:
-        dispose_app(app)
 
 
 def test_every_error_is_listed_while_there_are_few(client, auth):
@@ -241,12 +206,9 @@ def test_a_long_value_is_quoted_only_in_part(client, auth):
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_number_of_listed_errors_is_a_setting(settings, auth):
-    app = create_app(dataclasses.replace(settings, max_problem_errors=3))
-    try:
-        problem = assert_problem(EntityCheckingClient(app).post("/v1/rooms", json=new_room(images=[1] * 50), headers=auth), 400)
+    with client_with(settings, max_problem_errors=3) as client:
+        problem = assert_problem(client.post("/v1/rooms", json=new_room(images=[1] * 50), headers=auth), 400)
         assert len(problem["errors"]) == 3 and problem["errors_total"] == 30 and problem["errors_truncated"] is True
-    finally:
-        dispose_app(app)
 
 
 # --- a body without Content-Type: 415, not a guess that fails in the handler -------------------------------
@@ -405,16 +367,13 @@ def test_a_chunked_body_is_read_like_any_other(client, auth):
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_chunked_body_over_the_limit_is_413(settings, auth):
-    app = create_app(dataclasses.replace(settings, max_body_bytes=1024))
-    try:
+    with client_with(settings, max_body_bytes=1024) as client:
         def chunks():
             for _ in range(10):
                 yield b" " * 200
 
-        response = EntityCheckingClient(app).post("/v1/items", content=chunks(), headers={**auth, "Content-Type": "application/json"})
+        response = client.post("/v1/items", content=chunks(), headers={**auth, "Content-Type": "application/json"})
         assert "1024 bytes" in assert_problem(response, 413)["detail"]
-    finally:
-        dispose_app(app)
 
 
 # --- Content-Type and Content-Length as HTTP writes them: case, whitespace, one of each ---------------------

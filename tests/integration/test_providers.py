@@ -42,17 +42,16 @@ def connection_or_none(request: pytest.FixtureRequest, tmp_path) -> Iterator[sa.
     if request.param == "memory":
         yield None
         return
-    with fresh_database(request, request.param, tmp_path) as url:
-        engine = make_engine(url, pool_size=2)
-        with engine.connect() as connection:
-            yield connection
-            connection.rollback()
-        engine.dispose()
+    yield from _connection_to_fresh_database(request, tmp_path)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def sql_connection(request: pytest.FixtureRequest, tmp_path) -> Iterator[sa.Connection]:
     """A connection to a fresh database of each SQL backend."""
+    yield from _connection_to_fresh_database(request, tmp_path)
+
+
+def _connection_to_fresh_database(request: pytest.FixtureRequest, tmp_path) -> Iterator[sa.Connection]:
     with fresh_database(request, request.param, tmp_path) as url:
         engine = make_engine(url, pool_size=2)
         with engine.connect() as connection:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +15,9 @@ import fastavro
 import fastavro.validation
 from starlette.testclient import TestClient
 
+from app import create_app, dispose_app
 from contract.avro import AvroSchemas, crc64_fingerprint, to_datum
+from settings import Settings
 
 SCHEMAS = AvroSchemas()
 ENTITY_ROUTES = [
@@ -84,3 +89,13 @@ class EntityCheckingClient(TestClient):
             else:
                 raise AssertionError(f"unexpected content type {content_type} for {response.request.url}")
         return response
+
+
+@contextlib.contextmanager
+def client_with(settings: Settings, **changes: Any) -> Iterator[EntityCheckingClient]:
+    """A checking client of the app built with `settings` (and `changes` to them), disposed of afterwards."""
+    app = create_app(dataclasses.replace(settings, **changes))
+    try:
+        yield EntityCheckingClient(app)
+    finally:
+        dispose_app(app)
